@@ -1,0 +1,1 @@
+"""Attacks: concrete adversarial inputs, the lower-bound side of the ladder."""

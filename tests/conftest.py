@@ -1,0 +1,36 @@
+"""Test session set-up: no network, a throw-away data directory, and the project's shared
+mirror of model weights and data sets.
+
+The mirror is ``$LPBENCH_TEST_SHARED`` (default ``<repo>/../shared``), holding
+``zoo/salman2019`` and ``data/mnist``. Tests that need files from it are skipped when it is absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(os.environ.get("LPBENCH_TEST_SHARED",
+                             Path(__file__).resolve().parents[1].parent / "shared"))
+MIRROR_DIRS = (SHARED / "zoo" / "salman2019", SHARED / "data" / "mnist")
+HAVE_MIRROR = all(d.is_dir() for d in MIRROR_DIRS)
+
+
+@pytest.fixture
+def shared_mirror() -> Path:
+    """The shared mirror directory; skips the test when it is absent."""
+    if not HAVE_MIRROR:
+        pytest.skip(f"no shared mirror at {SHARED} (set LPBENCH_TEST_SHARED)")
+    return SHARED
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _lpbench_env(tmp_path_factory):
+    """Point lpbench at a temporary data directory and the local mirror; forbid downloads."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LPBENCH_DATA_DIR", str(tmp_path_factory.mktemp("lpbench-data")))
+        mp.setenv("LPBENCH_MIRROR", os.pathsep.join(str(d) for d in MIRROR_DIRS))
+        mp.setenv("LPBENCH_OFFLINE", "1")
+        yield
