@@ -128,6 +128,16 @@ def _pgd(net: Network, batch: Batch, pset: Perturbation, ctx: Context) -> list[O
     return out
 
 
+def _clean(net: Network, batch: Batch, pset: Perturbation, ctx: Context) -> list[Outcome]:
+    t0 = time.perf_counter()
+    marg = clean_margins(net, batch)
+    dt = (time.perf_counter() - t0) / max(1, len(batch.labels))
+    return [Outcome("", int(batch.ids[i]), int(batch.labels[i]),
+                    Status.FALSIFIED if np.nanmin(marg[i]) < 0 else Status.UNKNOWN, None, marg[i],
+                    batch.images[i].astype(np.float64) if np.nanmin(marg[i]) < 0 else None, dt)
+            for i in range(len(batch.labels))]
+
+
 def verify(net: Network, images: np.ndarray, labels: Sequence[int], pset: Perturbation,
            methods: Sequence[str], *, ids: Sequence[int] | None = None, device: str = "cpu",
            batch_size: int = 256, options: Mapping[str, Any] | None = None) -> list[Outcome]:
@@ -146,6 +156,7 @@ def verify(net: Network, images: np.ndarray, labels: Sequence[int], pset: Pertur
     return results
 
 
+register(Method("clean", _clean, "attack", "the unperturbed input: falsified iff misclassified"))
 register(Method("pgd", _pgd, "attack", "PGD attack; falsifies with re-checked counterexamples",
                 "Madry et al. 2018"))
 register(Method("ibp", _bound_method(interval_bounds), "bound", "interval bound propagation",

@@ -1,0 +1,228 @@
+"""The ``lpbench`` command line. Bad input ends with a one-line error and exit status 2."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+from tqdm import tqdm
+
+from lpbench.errors import LpbenchError
+
+
+def _methods(value: str) -> list[str]:
+    from lpbench.methods import get_method
+    names = [m.strip() for m in value.split(",") if m.strip()]
+    if not names:
+        raise LpbenchError("no methods given")
+    for m in names:
+        get_method(m)
+    return names
+
+
+def _eps(value: float) -> float:
+    if not math.isfinite(value) or value < 0:
+        raise LpbenchError(f"epsilon must be a finite number >= 0, got {value}")
+    return value
+
+
+@click.group()
+@click.version_option(package_name="lpbench")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Where data sets and fetched models are cached (default $LPBENCH_DATA_DIR or ~/.cache/lpbench).")
+def cli(data_dir: str | None) -> None:
+    """lpbench: exact-versus-relaxed verification benchmarks (Salman et al. 2019)."""
+    if data_dir:
+        os.environ["LPBENCH_DATA_DIR"] = data_dir
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def models(as_json: bool) -> None:
+    """List the models of the zoo."""
+    from lpbench.zoo import list_models
+    infos = list_models()
+    if as_json:
+        click.echo(json.dumps([{"name": m.name, "arch": m.arch, "dataset": m.dataset, "training": m.training,
+                                "train_eps": m.train_eps, "table1_eps": list(m.table1_eps)} for m in infos], indent=1))
+        return
+    click.echo(f"{'name':24} {'dataset':8} {'arch':18} {'training':9} {'train_eps':>9}  table1_eps")
+    for m in infos:
+        teps = "-" if m.train_eps is None else f"{m.train_eps:.4g}"
+        click.echo(f"{m.name:24} {m.dataset:8} {m.arch:18} {m.training.split()[0]:9} {teps:>9}  "
+                   f"{','.join(f'{e:g}' for e in m.table1_eps) or '-'}")
+
+
+@cli.command()
+@click.argument("model")
+@click.option("--eps", type=float, required=True, help="Perturbation radius.")
+@click.option("--norm", type=click.Choice(["linf", "l2", "l1"]), default="linf", show_default=True)
+@click.option("--methods", default="pgd,ibp,crown,lp-greedy", show_default=True,
+              help="Comma-separated method names (see `lpbench methods`).")
+@click.option("--samples", default="0:100", show_default=True, help="Test-set samples: N or A:B.")
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
+@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True, help="Per-sample outcomes as JSON lines.")
+def verify(model: str, eps: float, norm: str, methods: str, samples: str, device: str,
+           batch_size: int, as_json: bool) -> None:
+    """Verify MODEL on test samples with the given methods and print a summary."""
+    from lpbench.data import load_dataset
+    from lpbench.experiments.api import sample_ids
+    from lpbench.methods import get_method, verify as run
+    from lpbench.problem import Perturbation
+    from lpbench.zoo import load_model, model_info
+
+    names = _methods(methods)
+    pset = Perturbation(_eps(eps), norm)
+    _check_device(device)
+    info = model_info(model)
+    net = load_model(model)
+    data = load_dataset(info.dataset, "test")
+    ids = sample_ids(samples, len(data.labels))
+    net.check_input_shape(data.images.shape[1:])
+    outs = []
+    for name in tqdm(names, desc=f"{model} {pset.describe()}", unit="method", disable=as_json, file=sys.stderr):
+        outs += run(net, data.images[ids], data.labels[ids], pset, [name], ids=ids, device=device,
+                    batch_size=batch_size)
+    if as_json:
+        for o in outs:
+            rec = o.to_record()
+            rec["margin_lower"] = None if o.margin_lower is None else [None if np.isnan(v) else v for v in o.margin_lower.tolist()]
+            click.echo(json.dumps(rec, default=str))
+    falsified = {o.sample for o in outs if o.status.value == "falsified"}
+    click.echo(f"{model}  {pset.describe()}  {len(ids)} samples", err=as_json)
+    for name in names:
+        mine = [o for o in outs if o.method == name]
+        counts = {s: sum(o.status.value == s for o in mine) for s in ("verified", "falsified", "unknown", "timeout", "error")}
+        kind = get_method(name).kind
+        bound = (f"robust error >= {100 * counts['falsified'] / len(ids):6.2f}%" if kind == "attack"
+                 else f"robust error <= {100 * (len(ids) - counts['verified']) / len(ids):6.2f}%")
+        t = sum(o.time_s for o in mine) / len(ids)
+        click.echo(f"  {name:10} {bound}   " + " ".join(f"{k}={v}" for k, v in counts.items() if v)
+                   + f"   {1e3 * t:.2f} ms/sample", err=as_json)
+    bad = falsified & {o.sample for o in outs if o.status.value == "verified"}
+    if bad:
+        raise LpbenchError(f"soundness violation: samples {sorted(bad)} both verified and falsified")
+
+
+@cli.command("methods")
+def list_methods() -> None:
+    """List the registered verification methods."""
+    from lpbench.methods import REGISTRY
+    for m in REGISTRY.values():
+        click.echo(f"{m.name:12} {m.kind:7} {m.summary}" + (f"  [{m.reference}]" if m.reference else ""))
+
+
+@cli.command()
+@click.option("--samples", default=None, help="First N test images or A:B (default: all 10,000).")
+@click.option("--quick", is_flag=True, help="The first 300 test images (a few minutes on 2 cores).")
+@click.option("--methods", default="pgd,lp-greedy,crown,fast-lin,ibp", show_default=True)
+@click.option("--rows", default=None, help="Comma-separated row numbers (1-11) to run; default all.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--store", type=click.Path(dir_okay=False), default="results/lpbench.sqlite", show_default=True,
+              help="SQLite results store; finished outcomes are reused, so an interrupted run resumes.")
+@click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True)
+@click.option("--pgd-steps", default=100, show_default=True, type=click.IntRange(min=1))
+@click.option("--pgd-restarts", default=5, show_default=True, type=click.IntRange(min=1))
+def table1(samples, quick, methods, rows, device, store, out, pgd_steps, pgd_restarts) -> None:
+    """Regenerate Table 1 of Salman et al. 2019 (bounds on the MNIST robust error)."""
+    from lpbench.experiments.api import table1 as run
+    from lpbench.experiments.table1 import table1_rows
+    from lpbench.report.writers import provenance, write_table
+
+    names = _methods(methods)
+    _check_device(device)
+    if quick and samples is None:
+        samples = "300"
+    all_rows = table1_rows()
+    chosen = all_rows
+    if rows:
+        try:
+            chosen = [all_rows[int(r) - 1] for r in rows.split(",")]
+        except (ValueError, IndexError):
+            raise LpbenchError(f"--rows takes numbers 1..{len(all_rows)}, got {rows!r}") from None
+    options = {"pgd": {"steps": pgd_steps, "restarts": pgd_restarts}}
+    from lpbench.experiments.api import sample_ids
+    per_row = len(sample_ids(samples, 10000)) * (len(names) + 1)
+    bars: dict = {}
+
+    def progress(row, method, k):
+        key = (row.model, row.eps)
+        if key not in bars:
+            for b in bars.values():
+                b.close()
+            bars.clear()
+            bars[key] = tqdm(total=per_row, desc=f"{row.model} eps={row.eps:g}", unit="outcome", file=sys.stderr)
+        bars[key].set_postfix_str(method)
+        bars[key].update(k)
+
+    df = run(samples, ["clean", *names], chosen, device=device, store=store, options=options, progress=progress)
+    for b in bars.values():
+        b.close()
+    n = int(df.n_samples.iloc[0])
+    prov = provenance(samples=f"MNIST test images {_describe(samples, n)}", device=device,
+                      pgd=f"{pgd_steps} steps x {pgd_restarts} restarts, step 2.5*eps/steps, margin+CE losses")
+    stem = Path(out) / ("table1" if samples is None else f"table1_{n}")
+    paths = write_table(df, stem, prov, "Table 1: bounds on the MNIST robust error (%)", TABLE1_NOTES)
+    click.echo(_table1_view(df))
+    click.echo("written: " + ", ".join(str(p) for p in paths))
+    if int(df.conflicts.sum()):
+        raise LpbenchError("soundness violation: some samples are both falsified and verified (column 'conflicts')")
+
+
+TABLE1_NOTES = ("Attack columns (test_error, pgd) are lower bounds on the robust error: a sample counts "
+                "only with a concrete counterexample re-checked in float64. Certifier columns (*_upper) are "
+                "upper bounds: every sample not verified counts. `paper_*` columns are Salman et al. 2019, "
+                "Table 1. `conflicts` counts samples both falsified and verified (must be 0). fast-lin and "
+                "lp-greedy coincide: with lower slope u/(u-l) the greedy dual of Wong & Kolter is Fast-Lin "
+                "(Salman et al. 2019, Section 4).")
+
+
+def _describe(samples, n) -> str:
+    if samples is None:
+        return f"0:{n} (all)"
+    s = str(samples)
+    return s if ":" in s else f"0:{n}"
+
+
+def _table1_view(df) -> str:
+    cols = [c for c in df.columns if c.endswith("_pct") or c in ("network", "epsilon")]
+    return df[cols].to_string(index=False, float_format=lambda v: f"{v:.2f}")
+
+
+def _check_device(device: str) -> None:
+    import torch
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise LpbenchError(f"unknown torch device {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise LpbenchError("--device cuda asked for, but torch sees no CUDA device")
+
+
+def main() -> None:
+    from lpbench.bench import bench
+    cli.add_command(bench)
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("interrupted; finished results are kept in the store", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except LpbenchError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("interrupted; finished results are kept in the store", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Writers for tables (CSV, Markdown, LaTeX) with provenance."""

@@ -1,0 +1,94 @@
+"""The results store: an embedded SQLite database (WAL) with one row per outcome.
+
+Keyed by (experiment, model, epsilon, norm, method, sample), so an interrupted run resumes by
+computing only the missing keys. Only the client process writes. The store knows nothing of the
+math: it stores records and hands back pandas frames.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from lpbench.problem import Outcome
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outcomes (
+    experiment TEXT NOT NULL,
+    model TEXT NOT NULL,
+    epsilon REAL NOT NULL,
+    norm TEXT NOT NULL,
+    method TEXT NOT NULL,
+    sample INTEGER NOT NULL,
+    label INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    min_margin_lower REAL,
+    min_margin_upper REAL,
+    margin_lower TEXT,
+    margin_upper TEXT,
+    time_s REAL,
+    stats TEXT,
+    created TEXT DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    PRIMARY KEY (experiment, model, epsilon, norm, method, sample)
+)
+"""
+
+
+def _json_list(a: np.ndarray | None) -> str | None:
+    if a is None:
+        return None
+    return json.dumps([None if not np.isfinite(v) else float(v) for v in np.asarray(a, float)])
+
+
+def _nan_to_none(v: float) -> float | None:
+    return None if v is None or not np.isfinite(v) else float(v)
+
+
+class Store:
+    """``Store(path)``; use as a context manager or call :meth:`close`."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(self.path))
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(SCHEMA)
+        self._db.commit()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def add(self, experiment: str, model: str, epsilon: float, norm: str,
+            outcomes: Iterable[Outcome]) -> None:
+        rows = [(experiment, model, float(epsilon), norm, o.method, int(o.sample), int(o.label),
+                 o.status.value, _nan_to_none(o.min_margin_lower), _nan_to_none(o.min_margin_upper),
+                 _json_list(o.margin_lower), _json_list(o.margin_upper), float(o.time_s),
+                 json.dumps(dict(o.stats), default=str)) for o in outcomes]
+        self._db.executemany(
+            "INSERT OR REPLACE INTO outcomes (experiment, model, epsilon, norm, method, sample, label,"
+            " status, min_margin_lower, min_margin_upper, margin_lower, margin_upper, time_s, stats)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        self._db.commit()
+
+    def done(self, experiment: str, model: str, epsilon: float, norm: str, method: str) -> set[int]:
+        cur = self._db.execute(
+            "SELECT sample FROM outcomes WHERE experiment=? AND model=? AND epsilon=? AND norm=? AND method=?",
+            (experiment, model, float(epsilon), norm, method))
+        return {r[0] for r in cur}
+
+    def frame(self, experiment: str | None = None) -> pd.DataFrame:
+        q, args = "SELECT * FROM outcomes", ()
+        if experiment is not None:
+            q, args = q + " WHERE experiment=?", (experiment,)
+        return pd.read_sql_query(q, self._db, params=args)
