@@ -121,6 +121,8 @@ def recheck(net: Network, candidate: np.ndarray, x: np.ndarray, label: int, pset
     if pset.norm == "linf":  # undo any rounding that pushed a coordinate past the ball
         over = np.abs(pt - x64) > pset.eps
         pt[over] = np.nextafter(pt[over], x64[over])
+    elif not pset.contains(pt, x64):  # l2 / l1: the projection can land an ulp outside the ball
+        pt = x64 + (pt - x64) * (1 - 1e-9)
     logits = net.logits64(pt)[0]
     marg = logits[label] - logits
     marg[label] = np.nan
