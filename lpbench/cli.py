@@ -65,11 +65,12 @@ def models(as_json: bool) -> None:
 @click.option("--methods", default="pgd,ibp,crown,lp-greedy", show_default=True,
               help="Comma-separated method names (see `lpbench methods`).")
 @click.option("--samples", default="0:100", show_default=True, help="Test-set samples: N or A:B.")
+@click.option("--dataset", default=None, help="Data set to draw samples from (default: the model's own).")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
 @click.option("--json", "as_json", is_flag=True, help="Per-sample outcomes as JSON lines.")
-def verify(model: str, eps: float, norm: str, methods: str, samples: str, device: str,
-           batch_size: int, as_json: bool) -> None:
+def verify(model: str, eps: float, norm: str, methods: str, samples: str, dataset: str | None,
+           device: str, batch_size: int, as_json: bool) -> None:
     """Verify MODEL on test samples with the given methods and print a summary."""
     from lpbench.data import load_dataset
     from lpbench.experiments.api import sample_ids
@@ -82,7 +83,7 @@ def verify(model: str, eps: float, norm: str, methods: str, samples: str, device
     _check_device(device)
     info = model_info(model)
     net = load_model(model)
-    data = load_dataset(info.dataset, "test")
+    data = load_dataset(dataset or info.dataset, "test")
     ids = sample_ids(samples, len(data.labels))
     net.check_input_shape(data.images.shape[1:])
     outs = []

@@ -444,21 +444,22 @@ def test_linear_network_closed_form(norm, dual, seed):
                                    [centre - ibp_rad, centre + ibp_rad], rtol=1e-7, atol=1e-7)
 
 
-def test_single_linear_layer_closed_form_with_box():
+@pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 3.0), ("l1", 7.0)])
+def test_single_linear_layer_closed_form_with_box(norm, eps):
     """One dense layer under l_inf intersected with the box: exact bound is the sum over the
-    clipped coordinate intervals, and every method (IBP included) attains it."""
+    clipped coordinate intervals, and every method (IBP included) attains it. An l2 / l1 ball
+    that holds the whole box [0,1]^6 (radius > sqrt(6), > 6) leaves exactly the box too."""
     rng = np.random.default_rng(5)
     w = rng.normal(size=(3, 6)).astype(np.float32)
     net = Network((Dense(w, np.zeros(3, np.float32)),), (6,))
     x0 = np.array([0.0, 1.0, 0.5, 0.05, 0.97, 0.3])
-    eps = 0.1
     lo, hi = np.clip(x0 - eps, 0, 1), np.clip(x0 + eps, 0, 1)
     c = np.array([[1.0, -1.0, 0.0], [0.0, 2.0, 1.0]])
     a = c @ w.astype(np.float64)
     exact_lo = np.minimum(a * lo, a * hi).sum(1)
     exact_hi = np.maximum(a * lo, a * hi).sum(1)
     for fn in BOUND_FNS:
-        b = BOUND_FNS[fn](net, torch.as_tensor(x0)[None], Perturbation(eps), torch.as_tensor(c)[None])
+        b = BOUND_FNS[fn](net, torch.as_tensor(x0)[None], Perturbation(eps, norm), torch.as_tensor(c)[None])
         np.testing.assert_allclose(b.lower[0].numpy(), exact_lo, atol=1e-9, err_msg=fn)
         np.testing.assert_allclose(b.upper[0].numpy(), exact_hi, atol=1e-9, err_msg=fn)
 

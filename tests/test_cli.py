@@ -1,0 +1,91 @@
+"""The command line: summaries, JSON, and a clean error with exit status 2 for bad input."""
+
+import json
+import shutil
+import sys
+
+import pytest
+import torch
+
+from lpbench.cli import main
+
+
+def run(monkeypatch, capsys, *args):
+    monkeypatch.setattr(sys, "argv", ["lpbench", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as e:
+        code = e.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_models_lists_the_zoo(monkeypatch, capsys):
+    code, out, _ = run(monkeypatch, capsys, "models", "--json")
+    models = json.loads(out)
+    assert code == 0 and len(models) == 41
+    nor = next(m for m in models if m["name"] == "NOR-MLP-B")
+    assert nor["table1_eps"] == [0.02, 0.03, 0.05] and nor["training"] == "NOR"
+
+
+def test_verify_summary_and_json(monkeypatch, capsys):
+    code, out, err = run(monkeypatch, capsys, "verify", "NOR-MLP-B", "--eps", "0.02", "--samples", "0:20",
+                         "--methods", "pgd,crown", "--json")
+    assert code == 0
+    recs = [json.loads(line) for line in out.splitlines()]
+    assert len(recs) == 40 and {r["method"] for r in recs} == {"pgd", "crown"}
+    assert "robust error <=" in err and "robust error >=" in err
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["verify", "NO-SUCH-NET", "--eps", "0.1"], "Known models"),
+    (["verify", "NOR-MLP-B", "--eps", "-0.1"], "epsilon"),
+    (["verify", "NOR-MLP-B", "--eps", "nan"], "epsilon"),
+    (["verify", "NOR-MLP-B", "--eps", "inf"], "epsilon"),
+    (["verify", "NOR-MLP-B", "--eps", "0.1", "--samples", "9990:10010"], "out of bounds"),
+    (["verify", "NOR-MLP-B", "--eps", "0.1", "--samples", "abc"], "samples"),
+    (["verify", "NOR-MLP-B", "--eps", "0.1", "--methods", "pgd,magic"], "unknown method"),
+    (["verify", "ADV-CIFAR-CNN-SMALL", "--eps", "0.1", "--dataset", "mnist"], "expects inputs of shape"),
+    (["table1", "--rows", "12"], "--rows"),
+    (["table1", "--samples", "0"], "sample count"),
+])
+def test_bad_input_is_a_clean_error(monkeypatch, capsys, args, msg):
+    code, out, err = run(monkeypatch, capsys, *args)
+    assert code == 2
+    assert msg in err and "Traceback" not in err + out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown when CUDA is absent")
+def test_cuda_without_gpu_is_a_clean_error(monkeypatch, capsys):
+    code, _, err = run(monkeypatch, capsys, "verify", "NOR-MLP-B", "--eps", "0.1", "--device", "cuda")
+    assert code == 2 and "CUDA" in err
+
+
+def test_tampered_weight_file_is_refused(monkeypatch, capsys, tmp_path, shared_mirror):
+    mirror = tmp_path / "mirror" / "experiment_2"
+    mirror.mkdir(parents=True)
+    src = shared_mirror / "zoo" / "salman2019" / "experiment_2" / "mnist_cnn_small_NOR.pth"
+    shutil.copy(src, mirror / src.name)
+    with open(mirror / src.name, "r+b") as f:  # flip one byte in the middle of the weights
+        f.seek(2000)
+        b = f.read(1)
+        f.seek(2000)
+        f.write(bytes([b[0] ^ 0xFF]))
+    monkeypatch.setenv("LPBENCH_MIRROR", str(mirror.parent))
+    monkeypatch.setenv("LPBENCH_DATA_DIR", str(tmp_path / "data"))
+    code, out, err = run(monkeypatch, capsys, "verify", "NOR-CNN-SMALL", "--eps", "0.01", "--samples", "0:2")
+    assert code == 2 and "sha256" in err.lower() and "Traceback" not in err
+
+
+def test_table1_writes_csv_md_tex_with_provenance(monkeypatch, capsys, tmp_path):
+    code, out, err = run(monkeypatch, capsys, "table1", "--samples", "20", "--rows", "5",
+                         "--methods", "pgd,lp-greedy", "--pgd-steps", "10", "--pgd-restarts", "1",
+                         "--store", str(tmp_path / "s.sqlite"), "--out", str(tmp_path))
+    assert code == 0, err
+    csv = (tmp_path / "table1_20.csv").read_text()
+    for key in ("# command:", "# commit:", "# samples: MNIST test images 0:20", "# date:", "# machine:"):
+        assert key in csv
+    md = (tmp_path / "table1_20.md").read_text()
+    assert "NOR-MLP-B" in md and "Provenance" in md
+    assert (tmp_path / "table1_20.tex").exists()
