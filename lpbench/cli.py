@@ -162,12 +162,14 @@ def table1(samples, quick, methods, rows, device, store, out, pgd_steps, pgd_res
         bars[key].set_postfix_str(method)
         bars[key].update(k)
 
+    prov = provenance(device=device,
+                      pgd=f"{pgd_steps} steps x {pgd_restarts} restarts, step 2.5*eps/steps, margin+CE losses")
     df = run(samples, ["clean", *names], chosen, device=device, store=store, options=options, progress=progress)
     for b in bars.values():
         b.close()
     n = int(df.n_samples.iloc[0])
-    prov = provenance(samples=f"MNIST test images {_describe(samples, n)}", device=device,
-                      pgd=f"{pgd_steps} steps x {pgd_restarts} restarts, step 2.5*eps/steps, margin+CE losses")
+    prov["samples"] = f"MNIST test images {_describe(samples, n)}"
+    prov["store"] = f"{store} (outcomes computed {_span(store)})"
     stem = Path(out) / ("table1" if samples is None else f"table1_{n}")
     paths = write_table(df, stem, prov, "Table 1: bounds on the MNIST robust error (%)", TABLE1_NOTES)
     click.echo(_table1_view(df))
@@ -182,6 +184,13 @@ TABLE1_NOTES = ("Attack columns (test_error, pgd) are lower bounds on the robust
                 "Table 1. `conflicts` counts samples both falsified and verified (must be 0). fast-lin and "
                 "lp-greedy coincide: with lower slope u/(u-l) the greedy dual of Wong & Kolter is Fast-Lin "
                 "(Salman et al. 2019, Section 4).")
+
+
+def _span(store) -> str:
+    from lpbench.store import Store
+    with Store(store) as st:
+        first, last = st.span()
+    return f"{first} .. {last}"
 
 
 def _describe(samples, n) -> str:

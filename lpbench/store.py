@@ -87,6 +87,10 @@ class Store:
             (experiment, model, float(epsilon), norm, method))
         return {r[0] for r in cur}
 
+    def span(self) -> tuple[str, str]:
+        """Creation times of the oldest and newest outcome (UTC, ISO 8601)."""
+        return tuple(self._db.execute("SELECT MIN(created), MAX(created) FROM outcomes").fetchone())
+
     def frame(self, experiment: str | None = None) -> pd.DataFrame:
         q, args = "SELECT * FROM outcomes", ()
         if experiment is not None:

@@ -1,0 +1,156 @@
+"""WHO solves: the small protocol every LP backend implements.
+
+A :class:`Backend` has a ``name``, says whether its native library is installed
+(:meth:`Backend.available`) and whether it handles integer variables, and opens a
+:class:`Session` on a :class:`LinearProgram` (plain picklable data). A session re-solves the same
+feasible set with changing objectives, which is what the per-neuron LPs of LP-ALL need
+(Salman et al. 2019, Section 5.1: one LP per neuron and bound direction). Every result carries a
+normalised :class:`LPStatus` and, when optimal, a bound certified from the row duals by weak
+duality (:mod:`lpbench.solvers.certify`), never the bare solver objective. Native solver modules
+are imported inside the backends only, so lpbench imports without the optional solvers.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+import scipy.sparse as sp
+
+from lpbench.errors import LpbenchError
+from lpbench.solvers.certify import certified_bound
+
+
+@dataclass(frozen=True, eq=False)
+class LinearProgram:
+    """``min c.v + c0  s.t.  row_lo <= a v <= row_hi,  var_lo <= v <= var_hi`` (float64; a row
+    side may be infinite; finite variable bounds make every dual vector certifiable)."""
+
+    a: sp.csr_matrix
+    row_lo: np.ndarray
+    row_hi: np.ndarray
+    var_lo: np.ndarray
+    var_hi: np.ndarray
+
+    def __post_init__(self) -> None:
+        m, n = self.a.shape
+        if self.row_lo.shape != (m,) or self.row_hi.shape != (m,):
+            raise ValueError(f"row bounds must have shape ({m},)")
+        if self.var_lo.shape != (n,) or self.var_hi.shape != (n,):
+            raise ValueError(f"variable bounds must have shape ({n},)")
+
+    @property
+    def n_vars(self) -> int:
+        return self.a.shape[1]
+
+    @property
+    def n_rows(self) -> int:
+        return self.a.shape[0]
+
+
+class LPStatus(str, Enum):
+    OPTIMAL = "optimal"
+    INFEASIBLE = "infeasible"
+    TIME_LIMIT = "time_limit"
+    ERROR = "error"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, eq=False)
+class LPResult:
+    """One solve. ``objective`` is the solver's value of ``c.v + c0`` (NaN unless optimal);
+    ``certified_bound`` a rigorous lower bound of the LP minimum (-inf unless optimal)."""
+
+    status: LPStatus
+    objective: float
+    certified_bound: float
+    primal: np.ndarray | None = None
+    row_duals: np.ndarray | None = None
+    iterations: int = 0
+    time_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class RawSolution:
+    """What a backend's ``_solve`` reports, before normalisation and certification."""
+
+    status: LPStatus
+    objective: float = math.nan  # of c.v, without c0
+    primal: np.ndarray | None = None
+    row_duals: np.ndarray | None = None  # y with reduced costs c - A^T y
+    iterations: int = 0
+
+
+class Session(ABC):
+    """An open LP whose objective changes between solves (close it, or use ``with``)."""
+
+    def __init__(self, lp: LinearProgram, time_limit: float | None) -> None:
+        self.lp = lp
+        self.time_limit = time_limit
+        self._a_t = lp.a.T.tocsr()
+        self._abs_a_t = abs(self._a_t)
+        self.last_error = ""  # the message of the last solver exception, if any
+
+    def minimize(self, c: np.ndarray, c0: float = 0.0) -> LPResult:
+        """min ``c.v + c0`` over the LP; the certified bound comes from the duals."""
+        c = np.asarray(c, np.float64).ravel()
+        if c.shape != (self.lp.n_vars,):
+            raise ValueError(f"objective has {c.size} entries, the LP {self.lp.n_vars} variables")
+        t0 = time.perf_counter()
+        try:
+            raw = self._solve(c)
+        except LpbenchError:
+            raise
+        except Exception as e:  # a solver failure is a result, not a crash
+            raw = RawSolution(LPStatus.ERROR)
+            self.last_error = f"{type(e).__name__}: {e}"
+        cert = -math.inf
+        if raw.status is LPStatus.OPTIMAL and raw.row_duals is not None:
+            cert = certified_bound(self.lp, c, c0, raw.row_duals, self._a_t, self._abs_a_t)
+        objective = raw.objective + c0 if raw.status is LPStatus.OPTIMAL else math.nan
+        return LPResult(raw.status, objective, cert, raw.primal, raw.row_duals, raw.iterations,
+                        time.perf_counter() - t0)
+
+    @abstractmethod
+    def _solve(self, c: np.ndarray) -> RawSolution:
+        """Solve min c.v over the LP; report the row duals in the convention r = c - A^T y."""
+
+    def close(self) -> None:
+        """Release native resources (the default holds none)."""
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Backend(ABC):
+    """A solver: ``name``, ``supports_integer``, :meth:`available`, :meth:`open`."""
+
+    name: str = ""
+    supports_integer: bool = False
+    module: str = ""  # the native module, for error messages
+
+    @abstractmethod
+    def available(self) -> bool:
+        """True if the native solver can be imported."""
+
+    def open(self, lp: LinearProgram, time_limit: float | None = None) -> Session:
+        """A session on ``lp``; ``time_limit`` in seconds applies to each solve."""
+        if not self.available():
+            raise LpbenchError(f"LP backend {self.name!r} needs the Python package {self.module!r}, "
+                               f"which is not installed (pip install {self.module})")
+        if time_limit is not None and not (isinstance(time_limit, (int, float)) and time_limit > 0):
+            raise ValueError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
+        return self._open(lp, None if time_limit is None else float(time_limit))
+
+    @abstractmethod
+    def _open(self, lp: LinearProgram, time_limit: float | None) -> Session:
+        """Build the native model."""
