@@ -43,7 +43,11 @@ def backward_bounds(net: Network, params, k: int, lam: torch.Tensor, lines: dict
     the lower bound of ``-lam``, computed in the same pass."""
     symmetric = all(ln.symmetric for i, ln in lines.items() if i < k)
     if upper and not symmetric:
-        lo, _ = backward_bounds(net, params, k, torch.cat([lam, -lam], dim=1), lines, x, pset, upper=False)
+        if lam.shape[0] > 1 and lam.stride(0) == 0:  # keep a shared spec shared
+            both = torch.cat([lam[:1], -lam[:1]], dim=1).expand(lam.shape[0], -1, *lam.shape[2:])
+        else:
+            both = torch.cat([lam, -lam], dim=1)
+        lo, _ = backward_bounds(net, params, k, both, lines, x, pset, upper=False)
         m = lam.shape[1]
         return lo[:, :m], -lo[:, m:]
     per_row = 8 * max(math.prod(s) for s in net.shapes[: k + 1]) * lam.shape[0]
@@ -55,8 +59,12 @@ def backward_bounds(net: Network, params, k: int, lam: torch.Tensor, lines: dict
 
 
 def _backward_chunk(net, params, k, lam, lines, x, pset, upper):
-    b, m = lam.shape[:2]
-    bias_lo = torch.zeros(b, m, dtype=lam.dtype, device=lam.device)
+    if lam.shape[0] > 1 and lam.stride(0) == 0:
+        # the same coefficients for every sample (an expanded identity): walk the affine layers
+        # once, and let the first activation's per-sample lines broadcast them to the batch
+        lam = lam[:1]
+    m = lam.shape[1]
+    bias_lo = torch.zeros(1, m, dtype=lam.dtype, device=lam.device)
     bias_up = torch.zeros_like(bias_lo)
     mag = torch.zeros_like(bias_lo)
     for i in range(k - 1, -1, -1):
@@ -75,11 +83,12 @@ def _backward_chunk(net, params, k, lam, lines, x, pset, upper):
             c_out, h, wd = lam.shape[2:]
             pad = [in_shape[1 + d] - ((n - 1) * layer.stride - 2 * layer.padding + w.shape[2 + d])
                    for d, n in enumerate((h, wd))]
+            b = lam.shape[0]
             lam = F.conv_transpose2d(lam.reshape(b * m, c_out, h, wd), w, stride=layer.stride,
                                      padding=layer.padding, output_padding=tuple(pad))
             lam = lam.reshape(b, m, *in_shape)
         elif isinstance(layer, Flatten):
-            lam = lam.reshape(b, m, *in_shape)
+            lam = lam.reshape(lam.shape[0], m, *in_shape)
         elif isinstance(layer, Act):
             ln = lines[i]
             lo_i, up_i = ln.lower_icpt.unsqueeze(1), ln.upper_icpt.unsqueeze(1)
@@ -97,6 +106,7 @@ def _backward_chunk(net, params, k, lam, lines, x, pset, upper):
                 lam = pos * ln.lower_slope.unsqueeze(1) + neg * ln.upper_slope.unsqueeze(1)
         else:  # pragma: no cover - the IR has no other layer kinds
             raise TypeError(f"unsupported layer {layer!r}")
+    lam = lam.expand(x.shape[0], *lam.shape[1:])
     lo, up, mag_in = concretize(lam.flatten(2), x.flatten(1), pset)
     slack = REL_SLACK * (mag + mag_in) + ABS_SLACK
     return lo + bias_lo - slack, (up + bias_up + slack) if upper else None
