@@ -46,7 +46,6 @@ def test_verify_summary_and_json(monkeypatch, capsys):
     (["verify", "NOR-MLP-B", "--eps", "0.1", "--samples", "9990:10010"], "out of bounds"),
     (["verify", "NOR-MLP-B", "--eps", "0.1", "--samples", "abc"], "samples"),
     (["verify", "NOR-MLP-B", "--eps", "0.1", "--methods", "pgd,magic"], "unknown method"),
-    (["verify", "ADV-CIFAR-CNN-SMALL", "--eps", "0.1", "--dataset", "mnist"], "expects inputs of shape"),
     (["table1", "--rows", "12"], "--rows"),
     (["table1", "--samples", "0"], "sample count"),
 ])
@@ -54,6 +53,11 @@ def test_bad_input_is_a_clean_error(monkeypatch, capsys, args, msg):
     code, out, err = run(monkeypatch, capsys, *args)
     assert code == 2
     assert msg in err and "Traceback" not in err + out
+
+
+def test_data_that_does_not_fit_the_network_is_a_clean_error(monkeypatch, capsys, shared_mirror):
+    code, out, err = run(monkeypatch, capsys, "verify", "ADV-CIFAR-CNN-SMALL", "--eps", "0.1", "--dataset", "mnist")
+    assert code == 2 and "expects inputs of shape" in err and "Traceback" not in err + out
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown when CUDA is absent")
