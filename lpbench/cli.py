@@ -171,7 +171,13 @@ def table1(samples, quick, methods, rows, device, store, out, pgd_steps, pgd_res
     prov["samples"] = f"MNIST test images {_describe(samples, n)}"
     prov["store"] = f"{store} (outcomes computed {_span(store)})"
     stem = Path(out) / ("table1" if samples is None else f"table1_{n}")
-    paths = write_table(df, stem, prov, "Table 1: bounds on the MNIST robust error (%)", TABLE1_NOTES)
+    pct = [c for c in df.columns if c.endswith("_pct") and not c.startswith("paper_")]
+    sections = {
+        "Robust error bounds (%), this run": ["network", "epsilon", "n_samples", *pct, "conflicts"],
+        "Salman et al. 2019, Table 1 (%)": ["network", "epsilon", *[c for c in df.columns if c.startswith("paper_")]],
+        "Compute time (s, summed over samples)": ["network", "epsilon", *[c for c in df.columns if c.endswith("_time_s")]],
+    }
+    paths = write_table(df, stem, prov, "Table 1: bounds on the MNIST robust error (%)", TABLE1_NOTES, sections)
     click.echo(_table1_view(df))
     click.echo("written: " + ", ".join(str(p) for p in paths))
     if int(df.conflicts.sum()):

@@ -13,7 +13,7 @@ import platform
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 import torch
@@ -62,8 +62,12 @@ def to_markdown(df: pd.DataFrame) -> str:
 
 
 def write_table(df: pd.DataFrame, stem: str | Path, prov: Mapping[str, str], title: str,
-                notes: str = "") -> list[Path]:
-    """Write ``stem.csv``, ``stem.md`` and ``stem.tex``; returns the paths."""
+                notes: str = "", sections: Mapping[str, Sequence[str]] | None = None) -> list[Path]:
+    """Write ``stem.csv`` (every column), ``stem.md`` and ``stem.tex``; returns the paths.
+
+    ``sections`` maps a heading to the columns shown under it in the Markdown and LaTeX files
+    (default: one table with every column)."""
+    sections = sections or {"": list(df.columns)}
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     lines = "".join(f"# {k}: {v}\n" for k, v in prov.items())
@@ -71,8 +75,12 @@ def write_table(df: pd.DataFrame, stem: str | Path, prov: Mapping[str, str], tit
     csv.write_text(lines + df.to_csv(index=False, float_format="%.4f"))
     md = stem.with_suffix(".md")
     prov_md = "\n".join(f"- **{k}**: `{v}`" for k, v in prov.items())
-    md.write_text(f"# {title}\n\n{to_markdown(df)}\n\n{notes}\n\n## Provenance\n\n{prov_md}\n")
+    body = "\n\n".join((f"## {head}\n\n" if head else "") + to_markdown(df[list(cols)])
+                       for head, cols in sections.items())
+    md.write_text(f"# {title}\n\n{body}\n\n{notes}\n\n## Provenance\n\n{prov_md}\n")
     tex = stem.with_suffix(".tex")
     prov_tex = "".join(f"% {k}: {v}\n" for k, v in prov.items())
-    tex.write_text(prov_tex + df.to_latex(index=False, float_format="%.2f", escape=True))
+    tex.write_text(prov_tex + "\n".join((f"% {head}\n" if head else "")
+                                         + df[list(cols)].to_latex(index=False, float_format="%.2f", escape=True)
+                                         for head, cols in sections.items()))
     return [csv, md, tex]
