@@ -4,13 +4,15 @@ The public verbs:
 
 * :func:`load_model` -- a model of the zoo by name (Salman et al. 2019's trained networks);
 * :func:`load_dataset` -- MNIST / CIFAR-10 test or training sets;
-* :func:`verify` -- run registered methods (PGD, IBP, Fast-Lin, CROWN, LP-GREEDY, ...) on samples;
+* :func:`verify` -- run registered methods (PGD, IBP, Fast-Lin, CROWN, LP-GREEDY, LP-LAST,
+  LP-ALL, ...) on samples;
 * :func:`register` -- add your own verifier so that it appears in every table;
 * :func:`table1` -- regenerate Table 1 of Salman et al. 2019 (robust-error bounds).
 """
 
 __version__ = "0.1.0"
 
+import lpbench.lp.methods  # noqa: E402,F401  (registers lp-all and lp-last)
 from lpbench.data import load_dataset  # noqa: E402
 from lpbench.experiments.api import table1  # noqa: E402
 from lpbench.methods import Method, register, verify  # noqa: E402

@@ -68,9 +68,11 @@ def models(as_json: bool) -> None:
 @click.option("--dataset", default=None, help="Data set to draw samples from (default: the model's own).")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
+@click.option("--backend", type=click.Choice(["highs", "cvxpy", "pulp"]), default="highs", show_default=True,
+              help="LP solver of lp-all / lp-last.")
 @click.option("--json", "as_json", is_flag=True, help="Per-sample outcomes as JSON lines.")
 def verify(model: str, eps: float, norm: str, methods: str, samples: str, dataset: str | None,
-           device: str, batch_size: int, as_json: bool) -> None:
+           device: str, batch_size: int, backend: str, as_json: bool) -> None:
     """Verify MODEL on test samples with the given methods and print a summary."""
     from lpbench.data import load_dataset
     from lpbench.experiments.api import sample_ids
@@ -89,7 +91,7 @@ def verify(model: str, eps: float, norm: str, methods: str, samples: str, datase
     outs = []
     for name in tqdm(names, desc=f"{model} {pset.describe()}", unit="method", disable=as_json, file=sys.stderr):
         outs += run(net, data.images[ids], data.labels[ids], pset, [name], ids=ids, device=device,
-                    batch_size=batch_size)
+                    batch_size=batch_size, options=_lp_options(backend, cascade=False))
     if as_json:
         for o in outs:
             rec = o.to_record()
@@ -130,7 +132,11 @@ def list_methods() -> None:
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True)
 @click.option("--pgd-steps", default=100, show_default=True, type=click.IntRange(min=1))
 @click.option("--pgd-restarts", default=5, show_default=True, type=click.IntRange(min=1))
-def table1(samples, quick, methods, rows, device, store, out, pgd_steps, pgd_restarts) -> None:
+@click.option("--backend", type=click.Choice(["highs", "cvxpy", "pulp"]), default="highs", show_default=True,
+              help="LP solver of lp-all / lp-last.")
+@click.option("--cascade/--no-cascade", default=True, show_default=True,
+              help="lp-all / lp-last decide only samples that cheaper methods leave open.")
+def table1(samples, quick, methods, rows, device, store, out, pgd_steps, pgd_restarts, backend, cascade) -> None:
     """Regenerate Table 1 of Salman et al. 2019 (bounds on the MNIST robust error)."""
     from lpbench.experiments.api import table1 as run
     from lpbench.experiments.table1 import table1_rows
@@ -147,7 +153,7 @@ def table1(samples, quick, methods, rows, device, store, out, pgd_steps, pgd_res
             chosen = [all_rows[int(r) - 1] for r in rows.split(",")]
         except (ValueError, IndexError):
             raise LpbenchError(f"--rows takes numbers 1..{len(all_rows)}, got {rows!r}") from None
-    options = {"pgd": {"steps": pgd_steps, "restarts": pgd_restarts}}
+    options = {"pgd": {"steps": pgd_steps, "restarts": pgd_restarts}, **_lp_options(backend, cascade)}
     from lpbench.experiments.api import sample_ids
     per_row = len(sample_ids(samples, 10000)) * (len(names) + 1)
     bars: dict = {}
@@ -177,6 +183,9 @@ def table1(samples, quick, methods, rows, device, store, out, pgd_steps, pgd_res
         "Salman et al. 2019, Table 1 (%)": ["network", "epsilon", *[c for c in df.columns if c.startswith("paper_")]],
         "Compute time (s, summed over samples)": ["network", "epsilon", *[c for c in df.columns if c.endswith("_time_s")]],
     }
+    decided = [c for c in df.columns if c.endswith("_decided_by")]
+    if decided:
+        sections["Which method decided each sample (cascade)"] = ["network", "epsilon", *decided]
     paths = write_table(df, stem, prov, "Table 1: bounds on the MNIST robust error (%)", TABLE1_NOTES, sections)
     click.echo(_table1_view(df))
     click.echo("written: " + ", ".join(str(p) for p in paths))
@@ -190,6 +199,10 @@ TABLE1_NOTES = ("Attack columns (test_error, pgd) are lower bounds on the robust
                 "Table 1. `conflicts` counts samples both falsified and verified (must be 0). fast-lin and "
                 "lp-greedy coincide: with lower slope u/(u-l) the greedy dual of Wong & Kolter is Fast-Lin "
                 "(Salman et al. 2019, Section 4).")
+
+
+def _lp_options(backend: str, cascade: bool) -> dict:
+    return {m: {"backend": backend, "cascade": cascade} for m in ("lp-all", "lp-last")}
 
 
 def _span(store) -> str:

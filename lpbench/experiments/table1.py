@@ -98,6 +98,10 @@ def summarize(frame: pd.DataFrame, rows: Sequence[Row], ids: Sequence[int],
             else:
                 rec[f"{col}_upper_pct"] = 100.0 * (status != "verified").sum() / len(ids)
                 verified |= set(part["sample"][status == "verified"])
+                deciders = part.stats.map(lambda js: json.loads(js or "{}").get("decided_by"))
+                if deciders.notna().any():  # a cascade: say which method decided how many samples
+                    counts = deciders.fillna(m).value_counts()
+                    rec[f"{col}_decided_by"] = " ".join(f"{k}:{v}" for k, v in counts.items())
             rec[f"{col}_unresolved"] = int(status.isin(["timeout", "error"]).sum())
             rec[f"{col}_time_s"] = float(part.time_s.sum())
         rec["conflicts"] = len(falsified & verified)
