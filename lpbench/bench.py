@@ -64,3 +64,110 @@ def bench_bounds(models, methods, eps, samples, batch_size, devices, as_json) ->
     for r in rows:
         click.echo(f"{r['model']:16} {r['device']:6} {r['method']:10} {r['ms_per_image']:9.3f} "
                    f"{r['total_s']:8.2f} {r['verified']:>9}")
+
+
+@bench.command("lp")
+@click.option("--cases", default="NOR-MLP-B:0.02,LPD-MLP-B-0.1:0.1", show_default=True,
+              help="Comma-separated MODEL:EPS pairs.")
+@click.option("--samples", default=20, show_default=True, type=click.IntRange(1, 10000),
+              help="First N test images for LP-ALL.")
+@click.option("--backend", default="highs", show_default=True, type=click.Choice(["highs", "cvxpy", "pulp"]))
+@click.option("--baseline-images", default=2, show_default=True, type=click.IntRange(0, 100),
+              help="Images on which the per-neuron cvxpy baseline is timed (0: no baseline).")
+@click.option("--baseline-lps", default=2, show_default=True, type=click.IntRange(1, 1000),
+              help="Neuron LPs and margin LPs timed per baseline image (each).")
+@click.option("--json", "as_json", is_flag=True)
+def bench_lp(cases, samples, backend, baseline_images, baseline_lps, as_json) -> None:
+    """LP-ALL (Salman et al. 2019, Section 5.1) per image against a per-neuron cvxpy baseline.
+
+    LP-ALL runs through ``verify`` on one thread after a one-image warm-up. The baseline writes
+    and solves one cvxpy problem per LP (lpbench's cvxpy backend, rebuilt per solve, as in the
+    paper's released code); it is timed on a few LPs only and extrapolated to the LPs per image:
+    the LPs lpbench solves (same skipping of stable neurons) and, without any skipping, every
+    neuron of the LP layers plus the margins."""
+    import numpy as np
+
+    from lpbench.cli import _eps
+    from lpbench.data import load_dataset
+    import lpbench.lp.methods  # noqa: F401  (registers lp-all and lp-last)
+    from lpbench.lp.drivers import cheap_bounds, lp_layers
+    from lpbench.lp.formulation import relaxation
+    from lpbench.methods import margin_spec, verify
+    from lpbench.problem import Perturbation
+    from lpbench.solvers import get_backend
+    from lpbench.zoo import load_model
+
+    torch.set_num_threads(1)
+    data = load_dataset("mnist", "test")
+    rows = []
+    for case in cases.split(","):
+        model, _, eps = case.partition(":")
+        net, pset = load_model(model.strip()), Perturbation(_eps(float(eps)))
+        x, y = data.images[:samples], data.labels[:samples]
+        opts = {"lp-all": {"backend": backend}}
+        verify(net, x[:1], y[:1], pset, ["lp-all"], options=opts)  # warm-up: imports, first model
+        t0, c0 = time.perf_counter(), time.process_time()
+        outs = verify(net, x, y, pset, ["lp-all"], options=opts)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        solved = sum(o.stats["lps_solved"] for o in outs)
+        skipped = sum(o.stats["lps_skipped"] for o in outs)
+        layers = lp_layers(net, "all")
+        every = sum(2 * int(np.prod(net.shapes[i])) for i in layers) + net.n_classes - 1
+        row = {"model": model, "eps": float(eps), "samples": samples, "backend": backend,
+               "s_per_image": wall / samples, "cpu_s_per_image": cpu / samples,
+               "lps_per_image": solved / samples, "lps_skipped_per_image": skipped / samples,
+               "lps_per_s": solved / wall, "verified": sum(o.status.value == "verified" for o in outs)}
+        if baseline_images:
+            t_a, t_b = _time_cvxpy(net, data, pset, layers, baseline_images, baseline_lps,
+                                   cheap_bounds, relaxation, margin_spec, get_backend)
+            margins = (net.n_classes - 1)
+            same = t_a * (solved / samples - margins) + t_b * margins
+            row.update({"baseline_s_per_neuron_lp": t_a, "baseline_s_per_margin_lp": t_b,
+                        "baseline_s_per_image": same, "ratio": same / row["s_per_image"],
+                        "baseline_no_skip_s_per_image": t_a * (every - margins) + t_b * margins,
+                        "ratio_no_skip": (t_a * (every - margins) + t_b * margins) / row["s_per_image"]})
+        rows.append(row)
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    click.echo(f"LP-ALL with {backend}, one thread; per-neuron cvxpy baseline timed on "
+               f"{baseline_images} image(s) x {baseline_lps} neuron + {baseline_lps} margin LPs and "
+               "EXTRAPOLATED to the LPs per image")
+    click.echo(f"{'model':16} {'eps':>5} {'s/image':>8} {'cpu s/im':>8} {'LPs/im':>7} {'skipped/im':>10} "
+               f"{'LPs/s':>6} {'verified':>8} {'cvxpy s/im':>10} {'ratio':>7} {'no-skip ratio':>13}")
+    for r in rows:
+        base = (f"{r['baseline_s_per_image']:10.1f} {r['ratio']:7.0f} {r['ratio_no_skip']:13.0f}"
+                if "ratio" in r else f"{'-':>10} {'-':>7} {'-':>13}")
+        click.echo(f"{r['model']:16} {r['eps']:5g} {r['s_per_image']:8.3f} {r['cpu_s_per_image']:8.3f} "
+                   f"{r['lps_per_image']:7.1f} {r['lps_skipped_per_image']:10.1f} {r['lps_per_s']:6.0f} "
+                   f"{r['verified']:>8} " + base)
+
+
+def _time_cvxpy(net, data, pset, layers, images, lps, cheap_bounds, relaxation, margin_spec, get_backend):
+    """Mean seconds of one rebuilt-and-solved cvxpy LP: a step-A neuron LP (on the prefix of the
+    first LP layer) and a step-B margin LP, over the first ``images`` test images."""
+    import numpy as np
+
+    backend = get_backend("cvxpy")
+    t_a, t_b = [], []
+    for s in range(images):
+        x = torch.as_tensor(data.images[s:s + 1], dtype=torch.float64)
+        label = int(data.labels[s])
+        cb = cheap_bounds(net, x, pset, margin_spec(torch.as_tensor(data.labels[s:s + 1]), net.n_classes,
+                                                    x.dtype, x.device))
+        pre = {i: (lo[0], hi[0]) for i, (lo, hi) in cb.pre.items()}
+        jobs = []
+        if layers:
+            rel = relaxation(net, data.images[s], pset, {k: v for k, v in pre.items() if k < layers[0]},
+                             layers[0])
+            jobs += [(t_a, rel, rel.neuron(j, 1.0 if k % 2 else -1.0)) for k, j in enumerate(range(lps))]
+        rel = relaxation(net, data.images[s], pset, pre)
+        others = [j for j in range(net.n_classes) if j != label][:lps]
+        jobs += [(t_b, rel, rel.objective(np.eye(net.n_classes)[label] - np.eye(net.n_classes)[j]))
+                 for j in others]
+        for times, rel, objective in jobs:
+            t0 = time.perf_counter()
+            with backend.open(rel.lp) as session:  # one problem per LP, as the baseline does
+                session.minimize(*objective)
+            times.append(time.perf_counter() - t0)
+    return float(np.mean(t_a)) if t_a else 0.0, float(np.mean(t_b))

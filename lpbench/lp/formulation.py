@@ -3,7 +3,8 @@
 Problem (C) of Salman et al. 2019 with the ReLU relaxation (4), for the layers ``[0, upto)`` of a
 network around one input ``x``:
 
-* input variables in the enclosing box of the perturbation set (l_inf ball ∩ [0, 1]);
+* input variables in the enclosing box of the perturbation set (l_inf ball ∩ [0, 1]); for an
+  l1 ball also ``t >= |v - x|``, ``sum t <= eps``;
 * for every activation layer i < upto: pre-activation variables ``z`` with the affine equalities
   ``z = W h + b`` and bounds ``l <= z <= u`` (the given pre-activation bounds), and output
   variables ``x`` in ``[relu(l), relu(u)]`` with, per neuron, stable inactive ``x = 0``, stable
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 from lpbench.network import Act, Conv2d, Dense, Flatten, Network
 from lpbench.problem import Perturbation
@@ -36,8 +38,9 @@ _AFFINE_SLACK = 1e-9
 @dataclass(frozen=True)
 class Block:
     """Variables ``[start, stop)`` of the LP: the input (``layer = -1``, kind ``"input"``), the
-    input of activation layer ``layer`` (``"pre"``), its output (``"post"``), or the output of an
-    affine layer that feeds no activation (``"affine"``). ``shape`` is the tensor shape."""
+    l1 auxiliaries ``t >= |v - x|`` (``-1``, ``"l1"``), the input of activation layer ``layer``
+    (``"pre"``), its output (``"post"``), or the output of an affine layer that feeds no
+    activation (``"affine"``). ``shape`` is the tensor shape."""
 
     layer: int
     kind: str
@@ -66,6 +69,13 @@ class Relaxation:
                 return b
         raise KeyError(f"no {kind!r} block for layer {layer}")
 
+    def neuron(self, j: int, sign: float = 1.0) -> tuple[np.ndarray, float]:
+        """(c, c0) of ``sign * h_upto[j]`` (flat index j), e.g. a pre-activation of layer upto."""
+        row = self.out_map.getrow(j)
+        c = np.zeros(self.lp.n_vars)
+        c[row.indices] = sign * row.data
+        return c, float(sign * self.out_offset[j])
+
     def objective(self, spec: np.ndarray) -> tuple[np.ndarray, float]:
         """(c, c0) of the linear function ``spec . h_upto`` of the variables (spec: (n_out,))."""
         spec = np.asarray(spec, np.float64).ravel()
@@ -73,17 +83,22 @@ class Relaxation:
 
 
 def relaxation(net: Network, x: np.ndarray, pset: Perturbation,
-               pre: dict[int, tuple[np.ndarray, np.ndarray]], upto: int | None = None) -> Relaxation:
+               pre: dict[int, tuple[np.ndarray, np.ndarray]], upto: int | None = None,
+               compact: bool = False) -> Relaxation:
     """The triangle-relaxation LP of layers ``[0, upto)`` around one input ``x``.
 
     ``pre[i] = (l, u)`` are sound bounds of the input of every activation layer ``i < upto``
-    (arrays of shape ``net.shapes[i]``). Only ReLU activations and l_inf perturbations are
-    supported (an l2/l1 ball is not a box; raise ValueError)."""
-    if pset.norm != "linf":
-        raise ValueError(f"the LP relaxation supports l_inf perturbations only, got {pset.norm}")
+    (arrays of shape ``net.shapes[i]``). ``compact`` drops the rows that stable neurons do not
+    need (see :meth:`_Builder.relu`), which changes the sparsity pattern per sample. Only ReLU
+    activations; l_inf and l1 balls (an l2 ball is not a polyhedron: ValueError)."""
+    if pset.norm not in ("linf", "l1"):
+        raise ValueError(f"the LP relaxation supports l_inf and l1 perturbations, not {pset.norm}")
     upto = len(net.layers) if upto is None else upto
-    lo, hi = _input_box(np.asarray(x, np.float64), pset)
-    b = _Builder(lo, hi, tuple(net.input_shape))
+    x64 = np.asarray(x, np.float64)
+    lo, hi = (t.numpy().ravel() for t in pset.enclosing_box(torch.as_tensor(x64)))
+    b = _Builder(lo, hi, tuple(net.input_shape), compact)
+    if pset.norm == "l1":
+        b.l1_ball(x64.ravel(), pset.eps)
     for i, layer in enumerate(net.layers[:upto]):
         if isinstance(layer, Act):
             if layer.activation.name != "relu":
@@ -106,20 +121,12 @@ def relaxation(net: Network, x: np.ndarray, pset: Perturbation,
     return b.finish(upto)
 
 
-def _input_box(x: np.ndarray, pset: Perturbation) -> tuple[np.ndarray, np.ndarray]:
-    """The enclosing box of the l_inf ball ∩ box, rounded outwards (as Perturbation.enclosing_box)."""
-    lo = np.nextafter(x - pset.eps, -np.inf).ravel()
-    hi = np.nextafter(x + pset.eps, np.inf).ravel()
-    if pset.box is not None:
-        lo, hi = np.maximum(lo, pset.box[0]), np.minimum(hi, pset.box[1])
-    return lo, hi
-
-
 class _Builder:
     """Accumulates variable blocks and constraint rows (COO triplets) layer by layer; the affine
     layer since the last block is kept pending as (matrix over the variables, offset)."""
 
-    def __init__(self, lo: np.ndarray, hi: np.ndarray, shape: tuple[int, ...]) -> None:
+    def __init__(self, lo: np.ndarray, hi: np.ndarray, shape: tuple[int, ...], compact: bool) -> None:
+        self.compact = compact
         self.var_lo, self.var_hi = [lo], [hi]
         self.n = lo.size
         self.blocks = [Block(-1, "input", 0, self.n, shape)]
@@ -129,6 +136,16 @@ class _Builder:
         self.m = 0
         self.pending: tuple[sp.csr_matrix, np.ndarray, int, tuple] | None = None  # map, offset, layer, shape
         self.last = self.blocks[0]
+
+    def l1_ball(self, x: np.ndarray, eps: float) -> None:
+        """``sum_k t_k <= eps`` with ``t_k >= |v_k - x_k|`` on the input v (t in [0, eps])."""
+        n = x.size
+        t = self._new_block(-1, "l1", np.zeros(n), np.full(n, float(eps)), (n,))
+        ar = np.arange(n)
+        self._add_rows(np.concatenate([ar, ar, n + ar, n + ar, np.full(n, 2 * n)]),
+                       np.concatenate([t.start + ar, ar, t.start + ar, ar, t.start + ar]),
+                       np.concatenate([np.ones(n), -np.ones(n), np.ones(n), np.ones(n), np.ones(n)]),
+                       np.concatenate([-x, x, [-np.inf]]), np.concatenate([np.full(2 * n, np.inf), [eps]]))
 
     def _new_block(self, layer: int, kind: str, lo: np.ndarray, hi: np.ndarray, shape) -> Block:
         blk = Block(layer, kind, self.n, self.n + lo.size, tuple(shape))
@@ -159,14 +176,17 @@ class _Builder:
         self.pending = (w.tocsr(), bias, layer, tuple(shape))
 
     def _interval(self, m: sp.csr_matrix, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        lo, hi = self.var_lo[-1], self.var_hi[-1]  # the bounds of the last block
+        k = self.blocks.index(self.last)
+        lo, hi = self.var_lo[k], self.var_hi[k]
         mid, rad = (lo + hi) / 2, (hi - lo) / 2
         c, r = m @ mid + d, abs(m) @ rad
         slack = _AFFINE_SLACK * (abs(m) @ np.maximum(abs(lo), abs(hi)) + abs(d)) + 1e-12
         return c - r - slack, c + r + slack
 
-    def _materialize(self, layer: int, kind: str, lo: np.ndarray, hi: np.ndarray, shape) -> Block:
-        """New variables v_new = M v_last + d (equality rows -M v_last + v_new = d)."""
+    def _materialize(self, layer: int, kind: str, lo: np.ndarray, hi: np.ndarray, shape,
+                     keep: np.ndarray | None = None) -> Block:
+        """New variables v_new = M v_last + d (equality rows -M v_last + v_new = d); without a
+        row where ``keep`` is False (that variable is then tied to nothing but its bounds)."""
         m, d = self._current()
         blk = self._new_block(layer, kind, lo, hi, shape)
         mc = m.tocoo()
@@ -174,28 +194,38 @@ class _Builder:
         rows = np.concatenate([mc.row, np.arange(k)])
         cols = np.concatenate([mc.col + self.last.start, np.arange(blk.start, blk.stop)])
         vals = np.concatenate([-mc.data, np.ones(k)])
+        if keep is not None:
+            sel = keep[rows]
+            rows, cols, vals, d = (np.cumsum(keep) - 1)[rows[sel]], cols[sel], vals[sel], d[keep]
         self._add_rows(rows, cols, vals, d, d)
         self.pending = None
         self.last = blk
         return blk
 
     def relu(self, layer: int, l: np.ndarray, u: np.ndarray, shape) -> None:
-        z = self._materialize(layer, "pre", l, u, shape)
+        """Per neuron the rows ``x - z`` and ``x - s z``: unstable: x - z >= 0, x - s z <= -s l
+        (the chord); stable active: x - z = 0; stable inactive: x in [0, 0].
+
+        Uniform (default): both rows for every neuron, unused ones free with s = 1, so that all
+        LPs of one network prefix share their sparsity pattern and a session only updates
+        numbers. Compact: only the rows used, and no equality row for a stable inactive neuron
+        (its z then only keeps its bounds, which are redundant when they are sound for the
+        relaxation, as every bound lpbench computes is)."""
+        unstable, active = (l < 0) & (u > 0), l >= 0
+        z = self._materialize(layer, "pre", l, u, shape, (unstable | active) if self.compact else None)
         xb = self._new_block(layer, "post", np.maximum(l, 0.0), np.maximum(u, 0.0), shape)
-        zi, xi = np.arange(z.start, z.stop), np.arange(xb.start, xb.stop)
-        active = l >= 0
-        unstable = (l < 0) & (u > 0)
-        # stable active: x - z = 0; unstable: x - z >= 0 and x - s z <= -s l
-        ia, iu = np.flatnonzero(active), np.flatnonzero(unstable)
-        na, nu = ia.size, iu.size
-        s, icpt = _chord(l[iu], u[iu])
-        r = np.concatenate([np.arange(na), np.arange(na), na + np.arange(nu), na + np.arange(nu),
-                            na + nu + np.arange(nu), na + nu + np.arange(nu)])
-        c = np.concatenate([xi[ia], zi[ia], xi[iu], zi[iu], xi[iu], zi[iu]])
-        v = np.concatenate([np.ones(na), -np.ones(na), np.ones(nu), -np.ones(nu), np.ones(nu), -s])
-        lo = np.concatenate([np.zeros(na), np.zeros(nu), np.full(nu, -np.inf)])
-        hi = np.concatenate([np.zeros(na), np.full(nu, np.inf), icpt])
-        self._add_rows(r, c, v, lo, hi)
+        k = l.size
+        s, icpt = np.ones(k), np.full(k, np.inf)
+        s[unstable], icpt[unstable] = _chord(l[unstable], u[unstable])
+        p = np.flatnonzero(unstable | active) if self.compact else np.arange(k)
+        q = np.flatnonzero(unstable) if self.compact else np.arange(k)
+        rp, rq = np.arange(p.size), p.size + np.arange(q.size)
+        self._add_rows(np.concatenate([rp, rp, rq, rq]),
+                       np.concatenate([xb.start + p, z.start + p, xb.start + q, z.start + q]),
+                       np.concatenate([np.ones(p.size), -np.ones(p.size), np.ones(q.size), -s[q]]),
+                       np.concatenate([np.where(unstable | active, 0.0, -np.inf)[p],
+                                       np.full(q.size, -np.inf)]),
+                       np.concatenate([np.where(active, 0.0, np.inf)[p], icpt[q]]))
         self.last = xb
 
     def finish(self, upto: int) -> Relaxation:

@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from lpbench.errors import LpbenchError
-from lpbench.solvers.certify import certified_bound
+from lpbench.solvers.certify import Certifier
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,14 +88,29 @@ class RawSolution:
 
 
 class Session(ABC):
-    """An open LP whose objective changes between solves (close it, or use ``with``)."""
+    """An open LP whose objective changes between solves (close it, or use ``with``).
 
-    def __init__(self, lp: LinearProgram, time_limit: float | None) -> None:
-        self.lp = lp
+    :meth:`update` moves the session to another LP, e.g. the relaxation of the next sample or with
+    tighter bounds; where only numbers change, a backend that can keeps its model and warm start."""
+
+    def __init__(self, time_limit: float | None) -> None:
+        self.lp: LinearProgram | None = None
         self.time_limit = time_limit
-        self._a_t = lp.a.T.tocsr()
-        self._abs_a_t = abs(self._a_t)
         self.last_error = ""  # the message of the last solver exception, if any
+
+    def update(self, lp: LinearProgram) -> None:
+        """Solve ``lp`` from now on."""
+        old = self.lp
+        self.lp = lp
+        self._certifier = Certifier(lp)
+        blank = np.diff(lp.a.tocsr().indptr) == 0  # a row without entries must admit 0
+        self._empty = bool(np.any(lp.var_lo > lp.var_hi) or np.any(lp.row_lo > lp.row_hi)
+                           or np.any(blank & ((lp.row_lo > 0) | (lp.row_hi < 0))))
+        self._load(lp, old)
+
+    @abstractmethod
+    def _load(self, lp: LinearProgram, old: LinearProgram | None) -> None:
+        """Make the native model solve ``lp`` (``old``: the LP it held before, if any)."""
 
     def minimize(self, c: np.ndarray, c0: float = 0.0) -> LPResult:
         """min ``c.v + c0`` over the LP; the certified bound comes from the duals."""
@@ -103,6 +118,8 @@ class Session(ABC):
         if c.shape != (self.lp.n_vars,):
             raise ValueError(f"objective has {c.size} entries, the LP {self.lp.n_vars} variables")
         t0 = time.perf_counter()
+        if self._empty:  # inconsistent bounds: infeasible whatever the solver would say
+            return LPResult(LPStatus.INFEASIBLE, math.nan, -math.inf, time_s=time.perf_counter() - t0)
         try:
             raw = self._solve(c)
         except LpbenchError:
@@ -112,7 +129,7 @@ class Session(ABC):
             self.last_error = f"{type(e).__name__}: {e}"
         cert = -math.inf
         if raw.status is LPStatus.OPTIMAL and raw.row_duals is not None:
-            cert = certified_bound(self.lp, c, c0, raw.row_duals, self._a_t, self._abs_a_t)
+            cert = self._certifier.bound(c, c0, raw.row_duals)
         objective = raw.objective + c0 if raw.status is LPStatus.OPTIMAL else math.nan
         return LPResult(raw.status, objective, cert, raw.primal, raw.row_duals, raw.iterations,
                         time.perf_counter() - t0)
@@ -149,8 +166,10 @@ class Backend(ABC):
                                f"which is not installed (pip install {self.module})")
         if time_limit is not None and not (isinstance(time_limit, (int, float)) and time_limit > 0):
             raise ValueError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
-        return self._open(lp, None if time_limit is None else float(time_limit))
+        session = self._session(None if time_limit is None else float(time_limit))
+        session.update(lp)
+        return session
 
     @abstractmethod
-    def _open(self, lp: LinearProgram, time_limit: float | None) -> Session:
-        """Build the native model."""
+    def _session(self, time_limit: float | None) -> Session:
+        """A new session of this backend (its model is loaded by :meth:`Session.update`)."""

@@ -15,7 +15,7 @@ duals need no cleaning. This is how every LP value in lpbench becomes a certifie
 The sums are evaluated in float64 and the result is lowered by an allowance that covers their
 rounding error: by Higham's bound for recursive summation, each computed sum of K terms is within
 gamma_K = K u / (1 - K u) of the exact one relative to the sum of magnitudes (u = 2^-53); the
-allowance takes twice that over every term (including the rounding of r, whose effect is
+allowance takes twice that over every term (including the rounding of r, whose effect is at most
 |delta r_j| * max(|var_lo_j|, |var_hi_j|)) plus 1e-12 absolute.
 """
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
 
 if TYPE_CHECKING:
     from lpbench.solvers.base import LinearProgram
@@ -32,26 +31,39 @@ if TYPE_CHECKING:
 _U = 2.0 ** -53
 
 
-def certified_bound(lp: LinearProgram, c: np.ndarray, c0: float, y: np.ndarray,
-                    a_t: sp.csr_matrix | None = None, abs_a_t: sp.csr_matrix | None = None) -> float:
-    """A rigorous lower bound of the LP minimum from row duals ``y`` (any real vector).
+class Certifier:
+    """Precomputed data of one LP for fast repeated certification (one per LP, any objective)."""
 
-    ``a_t`` / ``abs_a_t`` are optional cached ``A^T`` and ``|A|^T`` (CSR) for repeated calls."""
-    y = np.where(np.isfinite(y), np.asarray(y, np.float64), 0.0)
-    y = np.where(((y > 0) & ~np.isfinite(lp.row_lo)) | ((y < 0) & ~np.isfinite(lp.row_hi)), 0.0, y)
-    a_t = lp.a.T.tocsr() if a_t is None else a_t
-    abs_a_t = abs(a_t) if abs_a_t is None else abs_a_t
-    side = np.where(y > 0, lp.row_lo, np.where(y < 0, lp.row_hi, 0.0))
-    row_terms = np.where(y != 0, y * np.where(np.isfinite(side), side, 0.0), 0.0)
-    c = np.asarray(c, np.float64)
-    r = c - a_t @ y
-    col_terms = np.where(r > 0, r * lp.var_lo, np.where(r < 0, r * lp.var_hi, 0.0))
-    total = float(c0) + float(row_terms.sum()) + float(col_terms.sum())
-    if not np.isfinite(total):
-        return -np.inf
-    reach = np.maximum(np.abs(lp.var_lo), np.abs(lp.var_hi))
-    mag = (abs(float(c0)) + float(np.abs(row_terms).sum()) + float(np.abs(col_terms).sum())
-           + float(((np.abs(c) + abs_a_t @ np.abs(y)) * reach).sum()))
-    per_col = int(np.diff(a_t.indptr).max()) if a_t.shape[0] and a_t.nnz else 0
-    k = lp.n_rows + lp.n_vars + per_col + 4
-    return total - (2.0 * k * _U / (1.0 - k * _U) * mag + 1e-12)
+    def __init__(self, lp: "LinearProgram") -> None:
+        self.lp = lp
+        self.a_t = lp.a.T.tocsr()
+        self.reach = np.maximum(np.abs(lp.var_lo), np.abs(lp.var_hi))
+        self.row_reach = abs(lp.a) @ self.reach  # (|A| reach)_i, so (|A|^T |y|).reach = |y|.row_reach
+        self.lo_ok, self.hi_ok = np.isfinite(lp.row_lo), np.isfinite(lp.row_hi)
+        self.row_lo = np.where(self.lo_ok, lp.row_lo, 0.0)
+        self.row_hi = np.where(self.hi_ok, lp.row_hi, 0.0)
+        per_col = int(np.diff(self.a_t.indptr).max()) if self.a_t.nnz else 0
+        k = lp.n_rows + lp.n_vars + per_col + 4
+        self.rel = 2.0 * k * _U / (1.0 - k * _U)
+
+    def bound(self, c: np.ndarray, c0: float, y: np.ndarray) -> float:
+        """A rigorous lower bound of ``min c.v + c0`` over the LP from row duals ``y``."""
+        lp = self.lp
+        y = np.asarray(y, np.float64)
+        y = np.where(np.isfinite(y) & ((y > 0) & self.lo_ok | (y < 0) & self.hi_ok), y, 0.0)
+        row_terms = y * np.where(y > 0, self.row_lo, self.row_hi)
+        c = np.asarray(c, np.float64)
+        r = c - self.a_t @ y
+        col_terms = np.where(r != 0, r * np.where(r > 0, lp.var_lo, lp.var_hi), 0.0)
+        total = float(c0) + row_terms.sum() + col_terms.sum()
+        if not np.isfinite(total):
+            return -np.inf
+        mag = (abs(float(c0)) + np.abs(row_terms).sum() + np.abs(col_terms).sum()
+               + np.abs(c) @ self.reach + np.abs(y) @ self.row_reach)
+        return float(total - (self.rel * mag + 1e-12))
+
+
+def certified_bound(lp: "LinearProgram", c: np.ndarray, c0: float, y: np.ndarray) -> float:
+    """A rigorous lower bound of the LP minimum ``min c.v + c0`` from row duals ``y`` (any real
+    vector); for many objectives on one LP build a :class:`Certifier` once."""
+    return Certifier(lp).bound(c, c0, y)
