@@ -34,3 +34,14 @@ def _lpbench_env(tmp_path_factory):
         mp.setenv("LPBENCH_MIRROR", os.pathsep.join(str(d) for d in MIRROR_DIRS))
         mp.setenv("LPBENCH_OFFLINE", "1")
         yield
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny networks: torch's intra-op threads only add synchronisation overhead (and on a busy
+    2-core machine, spin-waiting). Modules opt in with ``pytestmark``."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -35,14 +35,7 @@ from lpbench.problem import Perturbation, Status
 RELU = Act(parse_activation("relu"))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """The networks here are tiny: intra-op threads only add synchronisation (on a busy 2-core
-    machine a 7x7 convolution takes 2000x longer with two threads than with one)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 INTERMEDIATE = ("backward", "interval")
 
 # every bound computation: IBP and the backward engine with each policy and intermediate mode

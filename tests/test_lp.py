@@ -43,12 +43,7 @@ ALL_BACKENDS = sorted(BACKENDS)
 CERT_GAP = {"highs": 1e-6, "cvxpy": 1e-6, "pulp": 1e-5}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _lp(a, row_lo, row_hi, var_lo, var_hi) -> LinearProgram:

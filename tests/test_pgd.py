@@ -22,13 +22,7 @@ DUAL = {"linf": 1, "l2": 2, "l1": np.inf}  # ||.||_q of the decrease direction p
 EPS = {"linf": 0.1, "l2": 0.3, "l1": 0.25}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny networks: intra-op threads only add synchronisation overhead."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _linear_classifier(seed: int, norm: str, ratio: float, relu: bool = False, box=(0.0, 1.0)):
