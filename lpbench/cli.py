@@ -70,9 +70,14 @@ def models(as_json: bool) -> None:
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
 @click.option("--backend", type=click.Choice(["highs", "cvxpy", "pulp"]), default="highs", show_default=True,
               help="LP solver of lp-all / lp-last.")
+@click.option("--time-limit", type=float, default=3600.0, show_default=True,
+              help="MILP time limit per sample, seconds.")
+@click.option("--tightening", type=click.Choice(["interval", "lp-greedy", "lp-all"]), default="lp-greedy",
+              show_default=True, help="Pre-activation bounds used by the MILP.")
 @click.option("--json", "as_json", is_flag=True, help="Per-sample outcomes as JSON lines.")
 def verify(model: str, eps: float, norm: str, methods: str, samples: str, dataset: str | None,
-           device: str, batch_size: int, backend: str, as_json: bool) -> None:
+           device: str, batch_size: int, backend: str, time_limit: float, tightening: str,
+           as_json: bool) -> None:
     """Verify MODEL on test samples with the given methods and print a summary."""
     from lpbench.data import load_dataset
     from lpbench.experiments.api import sample_ids
@@ -88,10 +93,15 @@ def verify(model: str, eps: float, norm: str, methods: str, samples: str, datase
     data = load_dataset(dataset or info.dataset, "test")
     ids = sample_ids(samples, len(data.labels))
     net.check_input_shape(data.images.shape[1:])
+    if not (math.isfinite(time_limit) and time_limit > 0):
+        raise LpbenchError(f"--time-limit must be a positive number of seconds, got {time_limit}")
+    options = {**_lp_options(backend, cascade=False),
+               "milp": {"time_limit": time_limit, "tightening": tightening,
+                        "backend": backend if backend in ("highs", "pulp") else "highs"}}
     outs = []
     for name in tqdm(names, desc=f"{model} {pset.describe()}", unit="method", disable=as_json, file=sys.stderr):
         outs += run(net, data.images[ids], data.labels[ids], pset, [name], ids=ids, device=device,
-                    batch_size=batch_size, options=_lp_options(backend, cascade=False))
+                    batch_size=batch_size, options=options)
     if as_json:
         for o in outs:
             rec = o.to_record()

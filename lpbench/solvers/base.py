@@ -35,9 +35,12 @@ class LinearProgram:
     row_hi: np.ndarray
     var_lo: np.ndarray
     var_hi: np.ndarray
+    integrality: np.ndarray | None = None  # (n,) bool: integer variables (None: a pure LP)
 
     def __post_init__(self) -> None:
         m, n = self.a.shape
+        if self.integrality is not None and np.shape(self.integrality) != (n,):
+            raise ValueError(f"integrality must have shape ({n},)")
         if self.row_lo.shape != (m,) or self.row_hi.shape != (m,):
             raise ValueError(f"row bounds must have shape ({m},)")
         if self.var_lo.shape != (n,) or self.var_hi.shape != (n,):
@@ -85,6 +88,35 @@ class RawSolution:
     primal: np.ndarray | None = None
     row_duals: np.ndarray | None = None  # y with reduced costs c - A^T y
     iterations: int = 0
+
+
+class MILPStatus(str, Enum):
+    """How a MILP solve ended: ``stopped`` = interrupted once the requested sign was known."""
+
+    OPTIMAL = "optimal"
+    STOPPED = "stopped"
+    TIME_LIMIT = "time_limit"
+    INFEASIBLE = "infeasible"
+    ERROR = "error"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True, eq=False)
+class MILPResult:
+    """One MILP solve of ``min c.v + c0``. ``objective``: the incumbent's value (NaN without
+    one) with its point ``primal``; ``dual_bound``: the solver's proved lower bound as it reports
+    it (-inf if none; not certified, callers subtract a tolerance); ``nodes`` branch-and-bound
+    nodes (-1 where the backend does not say)."""
+
+    status: MILPStatus
+    objective: float = math.nan
+    dual_bound: float = -math.inf
+    primal: np.ndarray | None = None
+    nodes: int = -1
+    time_s: float = 0.0
+    message: str = ""
 
 
 class Session(ABC):
@@ -169,6 +201,37 @@ class Backend(ABC):
         session = self._session(None if time_limit is None else float(time_limit))
         session.update(lp)
         return session
+
+    def solve_milp(self, lp: LinearProgram, c: np.ndarray, c0: float = 0.0, time_limit: float | None = None,
+                   stop_above: float | None = None, stop_below: float | None = None) -> MILPResult:
+        """min ``c.v + c0`` with the variables flagged in ``lp.integrality`` integer, one thread.
+        The solve may stop early once its dual bound exceeds ``stop_above`` or an incumbent is
+        below ``stop_below`` (status STOPPED; backends without that support run to the end)."""
+        if not self.supports_integer:
+            raise LpbenchError(f"backend {self.name!r} does not solve integer programs")
+        if not self.available():
+            raise LpbenchError(f"backend {self.name!r} needs the Python package {self.module!r}")
+        if time_limit is not None and not (isinstance(time_limit, (int, float)) and time_limit > 0):
+            raise ValueError(f"time_limit must be a positive number of seconds, got {time_limit!r}")
+        c = np.asarray(c, np.float64).ravel()
+        if c.shape != (lp.n_vars,):
+            raise ValueError(f"objective has {c.size} entries, the MILP {lp.n_vars} variables")
+        t0 = time.perf_counter()
+        if np.any(lp.var_lo > lp.var_hi) or np.any(lp.row_lo > lp.row_hi):
+            return MILPResult(MILPStatus.INFEASIBLE, time_s=time.perf_counter() - t0,
+                              message="inconsistent bounds in the model data")
+        try:
+            res = self._solve_milp(lp, c, float(c0), time_limit, stop_above, stop_below)
+        except LpbenchError:
+            raise
+        except Exception as e:  # a solver failure is a result, not a crash
+            res = MILPResult(MILPStatus.ERROR, message=f"{type(e).__name__}: {e}")
+        return MILPResult(res.status, res.objective, res.dual_bound, res.primal, res.nodes,
+                          time.perf_counter() - t0, res.message)
+
+    def _solve_milp(self, lp: LinearProgram, c: np.ndarray, c0: float, time_limit: float | None,
+                    stop_above: float | None, stop_below: float | None) -> MILPResult:
+        raise LpbenchError(f"backend {self.name!r} does not solve integer programs")
 
     @abstractmethod
     def _session(self, time_limit: float | None) -> Session:

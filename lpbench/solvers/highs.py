@@ -12,12 +12,14 @@ without output.
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
 
-from lpbench.solvers.base import Backend, LinearProgram, LPStatus, RawSolution, Session
+from lpbench.solvers.base import (Backend, LinearProgram, LPStatus, MILPResult, MILPStatus, RawSolution,
+                                  Session)
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,10 @@ class HighsBackend(Backend):
         except ImportError:
             return False
         return True
+
+    def _solve_milp(self, lp: LinearProgram, c: np.ndarray, c0: float, time_limit: float | None,
+                    stop_above: float | None, stop_below: float | None) -> MILPResult:
+        return _solve_milp(lp, c, c0, time_limit, stop_above, stop_below, dict(self.options))
 
     def _session(self, time_limit: float | None) -> Session:
         return _HighsSession(time_limit, {"simplex_strategy": self.simplex_strategy,
@@ -119,6 +125,61 @@ class _HighsSession(Session):
 
     def close(self) -> None:
         self._h = None
+
+
+#: MILP defaults: one thread, no output, gaps 0 so that "optimal" means the dual bound met the
+#: incumbent (the verdict only ever rests on the dual bound, so the gap is about speed, not soundness)
+_MILP_OPTIONS = {"output_flag": False, "threads": 1, "mip_rel_gap": 0.0, "mip_abs_gap": 0.0}
+
+
+def _solve_milp(lp: LinearProgram, c: np.ndarray, c0: float, time_limit: float | None,
+                stop_above: float | None, stop_below: float | None, options: dict) -> MILPResult:
+    """The HiGHS branch and bound on ``lp`` with integrality; a MIP-interrupt callback stops it
+    once ``dual bound + c0 > stop_above`` or ``incumbent + c0 < stop_below``."""
+    highspy = importlib.import_module("highspy")
+    h = highspy.Highs()
+    opts = {**_MILP_OPTIONS, **options}
+    if time_limit is not None:
+        opts["time_limit"] = float(time_limit)
+    for key, value in opts.items():
+        if h.setOptionValue(key, value) != highspy.HighsStatus.kOk:
+            raise ValueError(f"HiGHS rejects option {key}={value!r}")
+    model = highspy.HighsLp()
+    model.num_col_, model.num_row_ = lp.n_vars, lp.n_rows
+    model.col_cost_, model.offset_ = c, c0
+    model.col_lower_, model.col_upper_ = lp.var_lo, lp.var_hi
+    model.row_lower_, model.row_upper_ = lp.row_lo, lp.row_hi
+    csc = lp.a.tocsc()
+    model.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    model.a_matrix_.start_ = csc.indptr.astype(np.int32)
+    model.a_matrix_.index_ = csc.indices.astype(np.int32)
+    model.a_matrix_.value_ = csc.data
+    if lp.integrality is not None:
+        kinds = (highspy.HighsVarType.kContinuous, highspy.HighsVarType.kInteger)
+        model.integrality_ = [kinds[int(bool(f))] for f in lp.integrality]
+    h.passModel(model)
+    if stop_above is not None or stop_below is not None:
+        hi = math.inf if stop_above is None else stop_above
+        lo = -math.inf if stop_below is None else stop_below
+
+        def interrupt(event) -> None:
+            out = event.data_out
+            if out.mip_dual_bound > hi or out.objective_function_value < lo:
+                event.interrupt()
+        h.cbMipInterrupt.subscribe(interrupt)
+    h.run()
+    ms, info = h.getModelStatus(), h.getInfo()
+    status = {highspy.HighsModelStatus.kOptimal: MILPStatus.OPTIMAL,
+              highspy.HighsModelStatus.kInterrupt: MILPStatus.STOPPED,
+              highspy.HighsModelStatus.kTimeLimit: MILPStatus.TIME_LIMIT,
+              highspy.HighsModelStatus.kInfeasible: MILPStatus.INFEASIBLE,
+              highspy.HighsModelStatus.kUnboundedOrInfeasible: MILPStatus.INFEASIBLE}.get(ms, MILPStatus.ERROR)
+    has_point = int(info.primal_solution_status) == 2  # kSolutionStatusFeasible
+    primal = np.array(h.getSolution().col_value) if has_point else None
+    objective = float(info.objective_function_value) if has_point else math.nan
+    bound = float(info.mip_dual_bound)
+    return MILPResult(status, objective, bound if math.isfinite(bound) else -math.inf, primal,
+                      int(info.mip_node_count), message=h.modelStatusToString(ms))
 
 
 def _same_pattern(a: LinearProgram, b: LinearProgram) -> bool:

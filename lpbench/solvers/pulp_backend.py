@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lpbench.solvers.base import Backend, LinearProgram, LPStatus, RawSolution, Session
+from lpbench.solvers.base import (Backend, LinearProgram, LPStatus, MILPResult, MILPStatus, RawSolution,
+                                  Session)
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,42 @@ class PulpBackend(Backend):
 
     def _session(self, time_limit: float | None) -> Session:
         return _PulpSession(time_limit)
+
+    def _solve_milp(self, lp: LinearProgram, c: np.ndarray, c0: float, time_limit: float | None,
+                    stop_above: float | None, stop_below: float | None) -> MILPResult:
+        """CBC's branch and cut (one thread, gaps 0). PuLP reports no dual bound: an optimal end
+        gives the incumbent's value as the bound (CBC proved it up to its gap of 0), any other end
+        -inf. No early stop (PuLP has no callback); the solve runs to optimality or the limit."""
+        pulp = importlib.import_module("pulp")
+        session = _PulpSession(time_limit)
+        session._load(lp, None)
+        for j in np.flatnonzero(lp.integrality if lp.integrality is not None else np.zeros(0)):
+            session._vars[j].cat = pulp.LpInteger
+        nz = np.flatnonzero(c)
+        session._prob.setObjective(pulp.LpAffineExpression([(session._vars[j], float(c[j])) for j in nz]))
+        solver = _cbc(pulp, mip=True, msg=False, timeLimit=time_limit, gapRel=0.0, gapAbs=0.0, threads=1)
+        t0 = time.perf_counter()
+        try:
+            session._prob.solve(solver)
+        except pulp.PulpSolverError as e:
+            return MILPResult(MILPStatus.ERROR, message=str(e))
+        late = time_limit is not None and time.perf_counter() - t0 >= 0.9 * time_limit
+        prob = session._prob
+        # a variable in no row and not in the objective is not written out: any value in its box
+        free = np.clip(0.0, lp.var_lo, lp.var_hi)
+        primal = np.array([v.varValue if v.varValue is not None else free[j]
+                           for j, v in enumerate(session._vars)], np.float64)
+        has_point = prob.sol_status in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible) \
+            and np.isfinite(primal).all()
+        value = float(c @ primal) + c0 if has_point else math.nan
+        message = pulp.LpStatus.get(prob.status, str(prob.status))
+        if prob.status == pulp.LpStatusInfeasible:
+            return MILPResult(MILPStatus.INFEASIBLE, message=message)
+        if prob.status == pulp.LpStatusOptimal and prob.sol_status == pulp.LpSolutionOptimal:
+            return MILPResult(MILPStatus.OPTIMAL, value, value, primal, message=message)
+        status = MILPStatus.TIME_LIMIT if late or prob.sol_status == pulp.LpSolutionIntegerFeasible \
+            else MILPStatus.ERROR
+        return MILPResult(status, value, -math.inf, primal if has_point else None, message=message)
 
 
 class _PulpSession(Session):

@@ -1,0 +1,110 @@
+"""The method ``milp`` (exact verification, Tjeng, Xiao & Tedrake 2019) in the registry.
+
+Options (``ctx.options["milp"]``):
+
+* ``backend``: ``"highs"`` (default) or ``"pulp"`` (CBC); ``backend_options``: a dict for it;
+* ``time_limit``: seconds of MILP solving per sample (default 3600 as in Salman et al. 2019,
+  Table 1); must be positive;
+* ``tightening``: the pre-activation bounds, ``"lp-greedy"`` (default), ``"interval"`` or
+  ``"lp-all"`` (whose LPs ``lp_backend``, default ``"highs"``, solves).
+
+A sample misclassified at x is falsified with x (``decided_by = "clean"``); then PGD (options
+``ctx.options["pgd"]``) runs on the batch and a re-checked PGD counterexample decides the sample
+(``"pgd"``); the others are decided by :func:`lpbench.milp.verify.verify_sample` (``"milp"``).
+The outcome's ``margin_lower`` holds the safe dual bound of each target, ``margin_upper`` the
+incumbents; ``stats`` the tightening, its time, solve time, nodes and per-target records.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from lpbench.attacks.pgd import PGDConfig, pgd_attack, recheck
+from lpbench.errors import LpbenchError
+from lpbench.methods import Batch, Context, Method, clean_margins, register
+from lpbench.milp.formulation import TIGHTENINGS, check_relu
+from lpbench.milp.verify import verify_sample
+from lpbench.network import Network
+from lpbench.problem import Outcome, Perturbation, Status
+from lpbench.solvers import get_backend
+
+DEFAULTS: dict[str, Any] = {"backend": "highs", "backend_options": {}, "time_limit": 3600.0,
+                            "tightening": "lp-greedy", "lp_backend": "highs"}
+MILP_BACKENDS = ("highs", "pulp")
+
+
+def options(ctx: Context) -> dict[str, Any]:
+    """The ``milp`` options with defaults; unknown keys or values raise ValueError."""
+    given = dict(ctx.options.get("milp", {}))
+    unknown = set(given) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown option(s) {sorted(unknown)} for milp; known: {sorted(DEFAULTS)}")
+    opts = {**DEFAULTS, **given}
+    limit = opts["time_limit"]
+    if isinstance(limit, bool) or not isinstance(limit, (int, float)) or not math.isfinite(limit) or limit <= 0:
+        raise ValueError(f"milp time_limit must be a positive number of seconds, got {limit!r}")
+    if opts["backend"] not in MILP_BACKENDS:
+        raise ValueError(f"milp backend must be one of {MILP_BACKENDS}, got {opts['backend']!r}")
+    if opts["tightening"] not in TIGHTENINGS:
+        raise ValueError(f"milp tightening must be one of {TIGHTENINGS}, got {opts['tightening']!r}")
+    return opts
+
+
+def run(net: Network, batch: Batch, pset: Perturbation, ctx: Context) -> list[Outcome]:
+    opts = options(ctx)
+    check_relu(net)
+    if pset.norm not in ("linf", "l1"):
+        raise LpbenchError(f"milp supports l_inf and l1 perturbations, not {pset.norm}")
+    backend = get_backend(opts["backend"], opts["backend_options"])
+    lp_backend = get_backend(opts["lp_backend"]) if opts["tightening"] == "lp-all" else None
+    clean = clean_margins(net, batch)
+    out: list[Outcome] = []
+    for s in range(0, len(batch.labels), ctx.batch_size):
+        idx = np.arange(s, min(s + ctx.batch_size, len(batch.labels)))
+        pgd, spent = _pgd(net, batch, idx, pset, ctx, clean)
+        for i in idx:
+            label, base = int(batch.labels[i]), {"backend": opts["backend"]}
+            if np.nanmin(clean[i]) < 0:
+                out.append(Outcome("", int(batch.ids[i]), label, Status.FALSIFIED, None, clean[i],
+                                   batch.images[i].astype(np.float64), spent,
+                                   {"decided_by": "clean", **base}))
+            elif i in pgd:
+                point, marg = pgd[i]
+                out.append(Outcome("", int(batch.ids[i]), label, Status.FALSIFIED, None, marg, point, spent,
+                                   {"decided_by": "pgd", **base}))
+            else:
+                v = verify_sample(net, batch.images[i], label, pset, backend, float(opts["time_limit"]),
+                                  opts["tightening"], lp_backend)
+                lo, up = v.margins(net.n_classes)
+                out.append(Outcome("", int(batch.ids[i]), label, v.status, lo, up, v.counterexample,
+                                   spent + v.tightening_s + v.solve_s,
+                                   {"decided_by": "milp", **base, **v.stats()}))
+    return out
+
+
+def _pgd(net, batch, idx, pset, ctx, clean) -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], float]:
+    """Re-checked PGD counterexamples of the correctly classified samples of ``idx``, and the
+    seconds per sample the attack took."""
+    t0 = time.perf_counter()
+    todo = [int(i) for i in idx if np.nanmin(clean[i]) >= 0]
+    found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    if todo:
+        cfg = PGDConfig(**ctx.options.get("pgd", {}))
+        xs = torch.as_tensor(batch.images[todo], dtype=torch.float32, device=ctx.device)
+        ys = torch.as_tensor(batch.labels[todo], device=ctx.device)
+        cand = pgd_attack(net, xs, ys, pset, cfg).cpu().numpy()
+        for k, i in enumerate(todo):
+            point, marg, ok = recheck(net, cand[k], batch.images[i], int(batch.labels[i]), pset)
+            if ok:
+                found[i] = (point, marg)
+    return found, (time.perf_counter() - t0) / max(1, len(idx))
+
+
+register(Method("milp", run, "milp",
+                "exact MILP (one binary per unstable ReLU), PGD first, early stop on the sign",
+                "Tjeng, Xiao & Tedrake 2019; Salman et al. 2019, Table 1 (MILP)"))

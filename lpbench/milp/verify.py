@@ -1,0 +1,165 @@
+"""HOW one sample is decided exactly: the per-target MILPs of Tjeng, Xiao & Tedrake 2019.
+
+For each target ``j != y`` the MILP ``min f_y - f_j`` over the exact encoding
+(:mod:`lpbench.milp.formulation`), most threatening target first (smallest clean margin). A solve
+stops as soon as its sign is known (HiGHS: dual bound above the tolerance, or an incumbent below
+its negative). Per target:
+
+* verified iff the solver's proved dual bound, lowered by :func:`tolerance`, is > 0. The dual
+  bound of branch and bound rests on floating-point node LPs that are not certified, and the
+  solver accepts points within its feasibility (1e-7 on rows) and integrality (1e-6) tolerances;
+  those only enlarge the feasible set (so lower the minimum), but rounding in the node LPs can
+  move the bound either way, so we subtract ``1e-6 + 1e-6 * S`` with ``S`` the largest value
+  ``|c.v| + |c0|`` can take over the variable box: far above the solvers' tolerances, far below
+  the margins that matter (~1e-3 on MNIST MLP-B);
+* falsified iff the input part of an incumbent below 0 survives :func:`lpbench.attacks.pgd.recheck`
+  (float64 forward pass, inside the set, misclassified); an incumbent that does not is counted as
+  a spurious solution and decides nothing;
+* timeout when the limit came first, error when the MILP is infeasible (the true problem always
+  contains x, so bad bounds or a solver fault) or the solver failed, unknown otherwise.
+
+The sample is falsified if a target is, else error if a target is, verified if all are, timeout
+if a target timed out, unknown otherwise. The time limit covers the MILP solves of the sample
+(the bound tightening is timed apart).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from lpbench.attacks.pgd import recheck
+from lpbench.milp.formulation import MILP, milp, tightened_bounds
+from lpbench.network import Network
+from lpbench.problem import Perturbation, Status
+from lpbench.solvers.base import Backend, LinearProgram, MILPResult, MILPStatus
+
+#: The absolute and relative parts of the safety margin taken off every dual bound.
+TOL_ABS, TOL_REL = 1e-6, 1e-6
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    """One target's MILP: ``status`` its verdict, ``safe_bound`` the dual bound minus the
+    tolerance (-inf if none), ``incumbent`` the best objective found (NaN if none)."""
+
+    target: int
+    status: Status
+    safe_bound: float
+    dual_bound: float
+    incumbent: float
+    solver_status: str
+    nodes: int
+    time_s: float
+    spurious: bool = False
+    message: str = ""
+
+    def record(self) -> dict:
+        return {"target": self.target, "status": self.status.value, "safe_bound": self.safe_bound,
+                "dual_bound": self.dual_bound, "incumbent": self.incumbent, "solver": self.solver_status,
+                "nodes": self.nodes, "time_s": self.time_s, "spurious": self.spurious,
+                "message": self.message}
+
+
+@dataclass(frozen=True, eq=False)
+class SampleVerdict:
+    status: Status
+    targets: tuple[TargetResult, ...]
+    counterexample: np.ndarray | None
+    tightening: str
+    tightening_s: float
+    unstable: int
+    solve_s: float
+
+    def margins(self, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+        """(safe lower bound, incumbent) of f_y - f_j per class j (NaN where not solved)."""
+        lo, up = np.full(n_classes, np.nan), np.full(n_classes, np.nan)
+        for t in self.targets:
+            lo[t.target], up[t.target] = t.safe_bound, t.incumbent
+        return lo, up
+
+    def stats(self) -> dict:
+        return {"tightening": self.tightening, "tightening_s": self.tightening_s,
+                "unstable": self.unstable, "solve_s": self.solve_s,
+                "nodes": sum(max(t.nodes, 0) for t in self.targets),
+                "spurious": sum(t.spurious for t in self.targets),
+                "targets": [t.record() for t in self.targets]}
+
+
+def tolerance(lp: LinearProgram, c: np.ndarray, c0: float) -> float:
+    """The safety margin subtracted from a dual bound of ``min c.v + c0`` (see the module doc)."""
+    scale = float(np.abs(c) @ np.maximum(np.abs(lp.var_lo), np.abs(lp.var_hi))) + abs(c0)
+    return TOL_ABS + TOL_REL * scale
+
+
+def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, backend: Backend,
+                  time_limit: float, tightening: str = "lp-greedy", lp_backend: Backend | None = None,
+                  model: MILP | None = None) -> SampleVerdict:
+    """Decide one correctly classified sample by MILP (``model``: a prebuilt MILP to use)."""
+    if not (isinstance(time_limit, (int, float)) and math.isfinite(time_limit) and time_limit > 0):
+        raise ValueError(f"the MILP time limit must be a positive number of seconds, got {time_limit!r}")
+    x64 = np.asarray(x, np.float64)
+    t_s = 0.0
+    if model is None:
+        pre, t_s = tightened_bounds(net, x64, label, pset, tightening, lp_backend)
+        model = milp(net, x64, pset, pre, tightening)
+    logits = net.logits64(x64[None])[0]
+    order = [int(j) for j in np.argsort(logits[label] - logits, kind="stable") if j != label]
+    t0 = time.perf_counter()
+    results, cex = [], None
+    for j in order:
+        left = time_limit - (time.perf_counter() - t0)
+        if left <= 0:
+            results.append(TargetResult(j, Status.TIMEOUT, -math.inf, -math.inf, math.nan, "not run", 0,
+                                        0.0, message="sample time limit spent on earlier targets"))
+            continue
+        c, c0 = model.margin(label, j)
+        tol = tolerance(model.rel.lp, c, c0)
+        res = backend.solve_milp(model.rel.lp, c, c0, left, stop_above=tol, stop_below=-tol)
+        target, point = _judge(net, x64, label, pset, model, j, res, tol)
+        results.append(target)
+        if point is not None:
+            cex = point
+            break
+    return SampleVerdict(_combine([t.status for t in results]), tuple(results), cex, model.tightening,
+                         t_s, model.unstable, time.perf_counter() - t0)
+
+
+def _judge(net, x64, label, pset, model: MILP, j: int, res: MILPResult, tol: float
+           ) -> tuple[TargetResult, np.ndarray | None]:
+    safe = res.dual_bound - tol if math.isfinite(res.dual_bound) else -math.inf
+    base = dict(target=j, safe_bound=safe, dual_bound=res.dual_bound, incumbent=res.objective,
+                solver_status=res.status.value, nodes=res.nodes, time_s=res.time_s)
+    if res.status in (MILPStatus.INFEASIBLE, MILPStatus.ERROR):
+        why = ("MILP infeasible although x itself is feasible: the pre-activation bounds "
+               f"({model.tightening}) exclude the real trajectory or the solver failed"
+               if res.status is MILPStatus.INFEASIBLE else "solver error")
+        return TargetResult(status=Status.ERROR, message=f"{why}; target {j}, {model.unstable} binaries, "
+                            f"solver says: {res.message}", **base), None
+    spurious = False
+    if res.primal is not None and res.objective < 0:
+        inp = model.rel.block(-1, "input")
+        cand = res.primal[inp.slice].reshape(net.input_shape)
+        point, _, ok = recheck(net, cand, x64, label, pset)
+        if ok:
+            return TargetResult(status=Status.FALSIFIED, **base), point
+        spurious = True
+    if safe > 0:
+        status = Status.VERIFIED
+    elif res.status is MILPStatus.TIME_LIMIT:
+        status = Status.TIMEOUT
+    else:
+        status = Status.UNKNOWN
+    return TargetResult(status=status, spurious=spurious, message=res.message, **base), None
+
+
+def _combine(statuses: list[Status]) -> Status:
+    for s in (Status.FALSIFIED, Status.ERROR):
+        if s in statuses:
+            return s
+    if statuses and all(s is Status.VERIFIED for s in statuses):
+        return Status.VERIFIED
+    return Status.TIMEOUT if Status.TIMEOUT in statuses else Status.UNKNOWN

@@ -1,0 +1,231 @@
+"""The exact MILP of Tjeng, Xiao & Tedrake 2019: formulation, both backends, verdicts, bad input.
+
+* Random tiny networks (2-6 inputs, 1-2 hidden layers of 2-4 units): the MILP optimum of every
+  margin equals brute-force enumeration of activation patterns (one LP per pattern, scipy), on
+  HiGHS and CBC, for every bound tightening; LP-ALL margin <= MILP optimum <= margin at the PGD point.
+* Zoo samples (LPD-MLP-B-0.1 at 0.1, NOR-MLP-B at 0.02): no sample LP-ALL verifies is falsified by
+  the MILP; HiGHS and CBC verdicts agree; counterexamples re-check.
+* Bad input: a non-ReLU activation, time limits <= 0, bounds that make the MILP infeasible.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import linprog
+
+import lpbench.lp.methods  # noqa: F401  (registers lp-all)
+import lpbench.milp.methods  # noqa: F401  (registers milp)
+from lpbench.activations import parse_activation, register_activation
+from lpbench.attacks.pgd import pgd_attack, recheck
+from lpbench.errors import LpbenchError
+from lpbench.lp.drivers import Sessions, cheap_bounds, lp_layers, solve_sample
+from lpbench.methods import margin_spec, verify
+from lpbench.milp import TIGHTENINGS, milp, tightened_bounds, verify_sample
+from lpbench.network import Act, Dense, Network
+from lpbench.problem import Perturbation, Status
+from lpbench.solvers import get_backend
+
+RELU = Act(parse_activation("relu"))
+BACKENDS = ("highs", "pulp")
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _net(seed: int) -> Network:
+    rng = np.random.default_rng(seed)
+    n_in, depth = int(rng.integers(2, 7)), int(rng.integers(1, 3))
+    widths = [n_in] + [int(rng.integers(2, 5)) for _ in range(depth)] + [3]
+    layers = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(Dense((rng.normal(size=(b, a)) * 1.5).astype(np.float32),
+                            (0.3 * rng.normal(size=b)).astype(np.float32)))
+        if i < len(widths) - 2:
+            layers.append(RELU)
+    return Network(tuple(layers), (n_in,), f"tiny{seed}")
+
+
+def _brute_force(net: Network, x: np.ndarray, label: int, j: int, pset: Perturbation) -> float:
+    """min f_label - f_j over the box by enumerating activation patterns (one LP per pattern)."""
+    dense = [layer for layer in net.layers if isinstance(layer, Dense)]
+    hidden = [d.weight.shape[0] for d in dense[:-1]]
+    lo, hi = np.maximum(x - pset.eps, 0.0), np.minimum(x + pset.eps, 1.0)
+    best = np.inf
+    for pattern in itertools.product((0.0, 1.0), repeat=sum(hidden)):
+        a_map, b_map, rows, rhs, k = np.eye(x.size), np.zeros(x.size), [], [], 0
+        for d, width in zip(dense[:-1], hidden):
+            w, b = d.weight.astype(np.float64), d.bias.astype(np.float64)
+            za, zb = w @ a_map, w @ b_map + b
+            act = np.array(pattern[k:k + width])
+            k += width
+            sign = np.where(act > 0, -1.0, 1.0)  # active: -z <= 0, inactive: z <= 0
+            rows.append(sign[:, None] * za)
+            rhs.append(-sign * zb)
+            a_map, b_map = act[:, None] * za, act * zb
+        w, b = dense[-1].weight.astype(np.float64), dense[-1].bias.astype(np.float64)
+        c = (w[label] - w[j]) @ a_map
+        c0 = (w[label] - w[j]) @ b_map + b[label] - b[j]
+        res = linprog(c, A_ub=np.vstack(rows), b_ub=np.concatenate(rhs), bounds=list(zip(lo, hi)),
+                      method="highs")
+        if res.status == 0:
+            best = min(best, res.fun + c0)
+    return best
+
+
+def _sample(net: Network, seed: int) -> tuple[np.ndarray, int, Perturbation]:
+    rng = np.random.default_rng(seed + 100)
+    x = rng.uniform(0.2, 0.8, net.input_shape[0])
+    label = int(np.argmax(net.logits64(x[None])[0]))
+    return x, label, Perturbation(float(rng.uniform(0.05, 0.3)))
+
+
+@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_milp_optimum_equals_brute_force(seed, backend):
+    net = _net(seed)
+    x, label, pset = _sample(net, seed)
+    solver = get_backend(backend)
+    for tightening in TIGHTENINGS:
+        pre, _ = tightened_bounds(net, x, label, pset, tightening, get_backend("highs"))
+        model = milp(net, x, pset, pre, tightening)
+        assert pickle.loads(pickle.dumps(model)).rel.lp.integrality.sum() == model.unstable
+        for j in range(net.n_classes):
+            if j == label:
+                continue
+            res = solver.solve_milp(model.rel.lp, *model.margin(label, j), time_limit=30)
+            assert res.status.value == "optimal"
+            exact = _brute_force(net, x, label, j, pset)
+            assert res.objective == pytest.approx(exact, abs=1e-6)
+            assert res.dual_bound <= exact + 1e-6
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_lp_all_below_milp_below_pgd(seed):
+    net = _net(seed)
+    x, label, pset = _sample(net, seed)
+    xt = torch.as_tensor(x[None])
+    y = torch.tensor([label])
+    cb = cheap_bounds(net, xt, pset, margin_spec(y, net.n_classes, xt.dtype, xt.device))
+    with Sessions(get_backend("highs")) as sessions:
+        lp_all = solve_sample(net, x, label, pset, {i: (lo[0], hi[0]) for i, (lo, hi) in cb.pre.items()},
+                              lp_layers(net, "all"), sessions).margins
+    cand = pgd_attack(net, xt.float(), y, pset).numpy()[0]
+    _, pgd_margins, _ = recheck(net, cand, x, label, pset)
+    pre, _ = tightened_bounds(net, x, label, pset, "lp-greedy")
+    model = milp(net, x, pset, pre, "lp-greedy")
+    for j in range(net.n_classes):
+        if j == label:
+            continue
+        opt = get_backend("highs").solve_milp(model.rel.lp, *model.margin(label, j), time_limit=30).objective
+        assert lp_all[j] <= opt + 1e-6
+        assert opt <= pgd_margins[j] + 1e-6
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_verdicts_on_tiny_networks_are_sound(seed):
+    net = _net(seed)
+    x, label, pset = _sample(net, seed)
+    verdicts = {b: verify_sample(net, x, label, pset, get_backend(b), 30) for b in BACKENDS}
+    exact = min(_brute_force(net, x, label, j, pset) for j in range(net.n_classes) if j != label)
+    for v in verdicts.values():
+        assert v.status is (Status.VERIFIED if exact > 1e-4 else Status.FALSIFIED) or abs(exact) <= 1e-4
+        if v.status is Status.FALSIFIED:
+            assert recheck(net, v.counterexample, x, label, pset)[2]
+    assert verdicts["highs"].status is verdicts["pulp"].status
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    from lpbench.data import load_dataset
+    return load_dataset("mnist", "test")
+
+
+@pytest.mark.parametrize("model,eps,n,limit,backends", [
+    ("LPD-MLP-B-0.1", 0.1, 5, 20.0, BACKENDS), ("NOR-MLP-B", 0.02, 5, 5.0, ("highs",))])
+def test_zoo_milp_against_lp_all(mnist, model, eps, n, limit, backends):
+    from lpbench.zoo import load_model
+    net, pset = load_model(model), Perturbation(eps)
+    images, labels = mnist.images[:n], mnist.labels[:n]
+    lp_all = verify(net, images, labels, pset, ["lp-all"])
+    by = {b: verify(net, images, labels, pset, ["milp"],
+                    options={"milp": {"backend": b, "time_limit": limit}}) for b in backends}
+    for b, outs in by.items():
+        for lp_out, out in zip(lp_all, outs):
+            assert out.status is not Status.ERROR, out.stats
+            if lp_out.status is Status.VERIFIED:
+                assert out.status is not Status.FALSIFIED
+            if out.status is Status.FALSIFIED:
+                assert recheck(net, out.counterexample, images[out.sample], int(labels[out.sample]), pset)[2]
+            if out.stats["decided_by"] == "milp":
+                assert out.stats["tightening"] == "lp-greedy" and out.stats["tightening_s"] >= 0
+    if len(by) == 2:
+        for a, b in zip(*by.values()):
+            decided = (Status.VERIFIED, Status.FALSIFIED)
+            if a.status in decided and b.status in decided:
+                assert a.status is b.status
+
+
+def test_non_relu_activation_is_refused():
+    register_activation("milp_test_tanh", torch.tanh, piecewise_linear=False)
+    act = Act(parse_activation("milp_test_tanh"))
+    net = Network((Dense(np.eye(2, dtype=np.float32), np.zeros(2, np.float32)), act,
+                   Dense(np.eye(2, dtype=np.float32), np.zeros(2, np.float32))), (2,), "tanh")
+    with pytest.raises(LpbenchError, match="supports ReLU"):
+        verify(net, np.full((1, 2), 0.5, np.float32), [0], Perturbation(0.1), ["milp"])
+    with pytest.raises(LpbenchError, match="supports ReLU"):
+        milp(net, np.full(2, 0.5), Perturbation(0.1), {1: (np.zeros(2), np.ones(2))})
+
+
+@pytest.mark.parametrize("limit", [0, -1, 0.0, float("nan")])
+def test_bad_time_limits(limit):
+    net = _net(0)
+    x, label, pset = _sample(net, 0)
+    with pytest.raises(ValueError, match="time_limit|time limit"):
+        verify(net, x[None].astype(np.float32), [label], pset, ["milp"], options={"milp": {"time_limit": limit}})
+    with pytest.raises(ValueError, match="time limit"):
+        verify_sample(net, x, label, pset, get_backend("highs"), limit)
+    with pytest.raises(ValueError, match="unknown option"):
+        verify(net, x[None].astype(np.float32), [label], pset, ["milp"], options={"milp": {"bogus": 1}})
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_inconsistent_bounds_are_an_error_never_verified(backend):
+    net = _net(1)
+    x, label, pset = _sample(net, 1)
+    pre, _ = tightened_bounds(net, x, label, pset, "interval")
+    first = net.activation_indices[0]
+    hi = pre[first][1]
+    # bounds above every reachable value of the first layer: no real trajectory fits
+    bad = dict(pre)
+    bad[first] = (hi + 1.0, hi + 2.0)
+    model = milp(net, x, pset, bad, "broken")
+    v = verify_sample(net, x, label, pset, get_backend(backend), 10, model=model)
+    assert v.status is Status.ERROR
+    assert all(t.status is Status.ERROR for t in v.targets)
+    assert "infeasible" in v.targets[0].message and "broken" in v.targets[0].message
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_min_distortion_brackets_the_brute_force_answer(seed, backend):
+    from lpbench.milp.distortion import min_distortion
+    net = _net(seed)
+    x, label, _ = _sample(net, seed)
+    d = min_distortion(net, x, label, get_backend(backend), eps_max=0.5, time_limit=30)
+    assert 0 <= d.lower <= d.upper
+    others = [j for j in range(net.n_classes) if j != label]
+    if d.lower > 1e-6:  # nothing adversarial strictly inside the lower bound
+        inner = Perturbation(d.lower * (1 - 1e-4))
+        assert min(_brute_force(net, x, label, j, inner) for j in others) >= -1e-6
+    if math.isfinite(d.upper):
+        assert np.abs(d.point - x).max() <= d.upper + 1e-12
+        logits = net.logits64(d.point[None])[0]
+        assert np.delete(logits, label).max() > logits[label]
+        assert d.exact and d.upper - d.lower <= 1e-4 * max(1.0, d.upper)
+    else:  # no adversarial point within eps_max
+        assert min(_brute_force(net, x, label, j, Perturbation(0.5)) for j in others) >= -1e-6
