@@ -34,13 +34,6 @@ class CvxpyBackend(Backend):
     supports_integer = False
     module = "cvxpy"
 
-    def available(self) -> bool:
-        try:
-            importlib.import_module("cvxpy")
-        except ImportError:
-            return False
-        return True
-
     def _session(self, time_limit: float | None) -> Session:
         return _CvxpySession(time_limit, self.solver)
 

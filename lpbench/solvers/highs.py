@@ -37,13 +37,6 @@ class HighsBackend(Backend):
     supports_integer = True
     module = "highspy"
 
-    def available(self) -> bool:
-        try:
-            importlib.import_module("highspy")
-        except ImportError:
-            return False
-        return True
-
     def _solve_milp(self, lp: LinearProgram, c: np.ndarray, c0: float, time_limit: float | None,
                     stop_above: float | None, stop_below: float | None) -> MILPResult:
         return _solve_milp(lp, c, c0, time_limit, stop_above, stop_below, dict(self.options))
