@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from lpbench.attacks.pgd import PGDConfig, margins, pgd_attack, recheck
+from lpbench.attacks.pgd import PGDConfig, attack
 from lpbench.bounds.propagate import Bounds, interval_bounds, linear_bounds
 from lpbench.errors import LpbenchError
 from lpbench.network import Network
@@ -114,13 +114,10 @@ def _pgd(net: Network, batch: Batch, pset: Perturbation, ctx: Context) -> list[O
     for s in range(0, len(batch.labels), ctx.batch_size):
         t0 = time.perf_counter()
         sl = slice(s, s + ctx.batch_size)
-        x = torch.as_tensor(batch.images[sl], dtype=torch.float32, device=ctx.device)
-        y = torch.as_tensor(batch.labels[sl], device=ctx.device)
-        cand = pgd_attack(net, x, y, pset, cfg).cpu().numpy()
-        dt = (time.perf_counter() - t0) / len(y)
-        for r in range(len(y)):
+        found = attack(net, batch.images[sl], batch.labels[sl], pset, cfg, ctx.device)
+        dt = (time.perf_counter() - t0) / len(found)
+        for r, (pt, marg, ok) in enumerate(found):
             i = s + r
-            pt, marg, ok = recheck(net, cand[r], batch.images[i], int(batch.labels[i]), pset)
             status = Status.FALSIFIED if ok else Status.UNKNOWN
             out.append(Outcome("", int(batch.ids[i]), int(batch.labels[i]), status, None, marg,
                                pt if ok else None, dt, {"device": ctx.device, "steps": cfg.steps,

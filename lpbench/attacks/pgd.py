@@ -137,3 +137,13 @@ def recheck(net: Network, candidate: np.ndarray, x: np.ndarray, label: int, pset
     marg[label] = np.nan
     ok = pset.contains(pt, x64) and bool(np.nanmin(marg) < 0)
     return pt, marg, ok
+
+
+def attack(net: Network, images: np.ndarray, labels: np.ndarray, pset: Perturbation,
+           cfg: PGDConfig = PGDConfig(), device: str = "cpu") -> list[tuple[np.ndarray, np.ndarray, bool]]:
+    """PGD on a batch of float32 images, then :func:`recheck` of every candidate: one
+    (point, margins, is_counterexample) per sample."""
+    x = torch.as_tensor(images, dtype=torch.float32, device=device)
+    y = torch.as_tensor(labels, device=device)
+    cand = pgd_attack(net, x, y, pset, cfg).cpu().numpy()
+    return [recheck(net, cand[k], images[k], int(labels[k]), pset) for k in range(len(labels))]

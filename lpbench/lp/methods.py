@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lpbench.attacks.pgd import PGDConfig, pgd_attack, recheck
+from lpbench.attacks.pgd import PGDConfig, attack
 from lpbench.errors import LpbenchError
 from lpbench.lp.drivers import CHEAP, Sessions, cheap_bounds, lp_layers, solve_sample
 from lpbench.methods import Batch, Context, Method, clean_margins, margin_spec, register
@@ -123,13 +123,10 @@ def _cascade(net, batch, idx, pset, ctx, policy, opts, cb, clean, sessions, spen
     if todo:
         t0 = time.perf_counter()
         cfg = PGDConfig(**ctx.options.get("pgd", {}))
-        xs = torch.as_tensor(batch.images[idx[todo]], dtype=torch.float32, device=ctx.device)
-        ys = torch.as_tensor(batch.labels[idx[todo]], device=ctx.device)
-        cand = pgd_attack(net, xs, ys, pset, cfg).cpu().numpy()
+        found = attack(net, batch.images[idx[todo]], batch.labels[idx[todo]], pset, cfg, ctx.device)
         spent[idx[todo]] += (time.perf_counter() - t0) / len(todo)
-        for k, r in enumerate(todo):
+        for r, (pt, _, ok) in zip(todo, found):
             i = idx[r]
-            pt, _, ok = recheck(net, cand[k], batch.images[i], int(batch.labels[i]), pset)
             if ok:
                 decided[i] = (Status.FALSIFIED, "pgd", pt)
     # LP-LAST: the margin LPs on LP-GREEDY's bounds, far fewer LPs than LP-ALL (with one hidden

@@ -22,9 +22,8 @@ import time
 from typing import Any
 
 import numpy as np
-import torch
 
-from lpbench.attacks.pgd import PGDConfig, pgd_attack, recheck
+from lpbench.attacks.pgd import PGDConfig, attack
 from lpbench.errors import LpbenchError
 from lpbench.methods import Batch, Context, Method, clean_margins, register
 from lpbench.milp.formulation import TIGHTENINGS, check_relu
@@ -95,11 +94,8 @@ def _pgd(net, batch, idx, pset, ctx, clean) -> tuple[dict[int, tuple[np.ndarray,
     found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     if todo:
         cfg = PGDConfig(**ctx.options.get("pgd", {}))
-        xs = torch.as_tensor(batch.images[todo], dtype=torch.float32, device=ctx.device)
-        ys = torch.as_tensor(batch.labels[todo], device=ctx.device)
-        cand = pgd_attack(net, xs, ys, pset, cfg).cpu().numpy()
-        for k, i in enumerate(todo):
-            point, marg, ok = recheck(net, cand[k], batch.images[i], int(batch.labels[i]), pset)
+        found_all = attack(net, batch.images[todo], batch.labels[todo], pset, cfg, ctx.device)
+        for i, (point, marg, ok) in zip(todo, found_all):
             if ok:
                 found[i] = (point, marg)
     return found, (time.perf_counter() - t0) / max(1, len(idx))
