@@ -6,6 +6,7 @@ import json
 import math
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -58,6 +59,13 @@ def models(as_json: bool) -> None:
                    f"{','.join(f'{e:g}' for e in m.table1_eps) or '-'}")
 
 
+_time_limit_option = click.option("--time-limit", type=float, default=3600.0, show_default=True,
+                                  help="MILP time limit per sample, seconds (> 0).")
+_tightening_option = click.option("--tightening", type=click.Choice(["interval", "lp-greedy", "lp-all"]),
+                                  default="lp-all", show_default=True,
+                                  help="Pre-activation bounds used by the MILP.")
+
+
 @cli.command()
 @click.argument("model")
 @click.option("--eps", type=float, required=True, help="Perturbation radius.")
@@ -70,10 +78,8 @@ def models(as_json: bool) -> None:
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
 @click.option("--backend", type=click.Choice(["highs", "cvxpy", "pulp"]), default="highs", show_default=True,
               help="LP solver of lp-all / lp-last.")
-@click.option("--time-limit", type=float, default=3600.0, show_default=True,
-              help="MILP time limit per sample, seconds.")
-@click.option("--tightening", type=click.Choice(["interval", "lp-greedy", "lp-all"]), default="lp-greedy",
-              show_default=True, help="Pre-activation bounds used by the MILP.")
+@_time_limit_option
+@_tightening_option
 @click.option("--json", "as_json", is_flag=True, help="Per-sample outcomes as JSON lines.")
 def verify(model: str, eps: float, norm: str, methods: str, samples: str, dataset: str | None,
            device: str, batch_size: int, backend: str, time_limit: float, tightening: str,
@@ -93,11 +99,7 @@ def verify(model: str, eps: float, norm: str, methods: str, samples: str, datase
     data = load_dataset(dataset or info.dataset, "test")
     ids = sample_ids(samples, len(data.labels))
     net.check_input_shape(data.images.shape[1:])
-    if not (math.isfinite(time_limit) and time_limit > 0):
-        raise LpbenchError(f"--time-limit must be a positive number of seconds, got {time_limit}")
-    options = {**_lp_options(backend, cascade=False),
-               "milp": {"time_limit": time_limit, "tightening": tightening,
-                        "backend": backend if backend in ("highs", "pulp") else "highs"}}
+    options = {**_lp_options(backend, cascade=False), **_milp_options(time_limit, tightening, backend)}
     outs = []
     for name in tqdm(names, desc=f"{model} {pset.describe()}", unit="method", disable=as_json, file=sys.stderr):
         outs += run(net, data.images[ids], data.labels[ids], pset, [name], ids=ids, device=device,
@@ -123,6 +125,62 @@ def verify(model: str, eps: float, norm: str, methods: str, samples: str, datase
         raise LpbenchError(f"soundness violation: samples {sorted(bad)} both verified and falsified")
 
 
+@cli.command()
+@click.argument("model")
+@click.option("--samples", default="table2", show_default=True,
+              help="'table2' (the ten test images of Salman et al. 2019, Section 6.2), N or A:B.")
+@click.option("--eps-max", type=float, default=0.5, show_default=True,
+              help="Search radius: its bounds fix the MILP's big-M constants.")
+@click.option("--time-limit", type=float, default=600.0, show_default=True,
+              help="Seconds per target MILP (> 0); a sample hitting it gets a bracket, not an exact value.")
+@_tightening_option
+@click.option("--backend", type=click.Choice(["highs", "pulp"]), default="highs", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per sample.")
+def distortion(model: str, samples: str, eps_max: float, time_limit: float, tightening: str, backend: str,
+               as_json: bool) -> None:
+    """Exact minimum l_inf adversarial distortion of MODEL (the closest-adversarial-example MILP
+    of Tjeng et al. 2019): per sample a bracket lower <= distortion <= upper, equal when exact."""
+    from lpbench.data import load_dataset
+    from lpbench.experiments.api import sample_ids
+    from lpbench.milp import min_distortion
+    from lpbench.solvers import get_backend
+    from lpbench.zoo import load_model, model_info, ten_test_images
+
+    if not (math.isfinite(eps_max) and 0 < eps_max <= 1):
+        raise LpbenchError(f"--eps-max must lie in (0, 1], got {eps_max}")
+    _milp_options(time_limit, tightening, backend)  # validates --time-limit
+    net = load_model(model)
+    if samples == "table2":
+        images, labels, ids = ten_test_images()
+    else:
+        data = load_dataset(model_info(model).dataset, "test")
+        ids = sample_ids(samples, len(data.labels))
+        images, labels = data.images[ids], data.labels[ids]
+    net.check_input_shape(images.shape[1:])
+    solver, lp_solver = get_backend(backend), get_backend("highs")
+    rows = []
+    for x, y, i in tqdm(list(zip(images, labels, ids)), desc=f"{model} distortion", unit="sample",
+                        disable=as_json, file=sys.stderr):
+        t0 = time.perf_counter()
+        if int(np.argmax(net.logits64(x[None].astype(np.float64))[0])) != int(y):
+            rec = {"sample": int(i), "label": int(y), "lower": 0.0, "upper": 0.0, "exact": True,
+                   "note": "misclassified"}
+        else:
+            d = min_distortion(net, x, int(y), solver, eps_max, time_limit, tightening, lp_solver)
+            rec = {"sample": int(i), "label": int(y), "lower": d.lower, "upper": d.upper, "exact": d.exact,
+                   "note": "" if math.isfinite(d.upper) else f"no adversarial point within {eps_max:g}"}
+        rec["time_s"] = time.perf_counter() - t0
+        rows.append(rec)
+        if as_json:
+            click.echo(json.dumps(rec))
+    if not as_json:
+        click.echo(f"minimum l_inf distortion, {model}, {tightening} bounds, radius {eps_max:g}, {backend}")
+        click.echo(f"{'sample':>6} {'label':>5} {'lower':>10} {'upper':>10} {'exact':>5} {'time s':>7}")
+        for r in rows:
+            click.echo(f"{r['sample']:6} {r['label']:5} {r['lower']:10.6f} {r['upper']:10.6f} "
+                       f"{str(r['exact']):>5} {r['time_s']:7.2f} {r['note']}")
+
+
 @cli.command("methods")
 def list_methods() -> None:
     """List the registered verification methods."""
@@ -146,7 +204,10 @@ def list_methods() -> None:
               help="LP solver of lp-all / lp-last.")
 @click.option("--cascade/--no-cascade", default=True, show_default=True,
               help="lp-all / lp-last decide only samples that cheaper methods leave open.")
-def table1(samples, quick, methods, rows, device, store, out, pgd_steps, pgd_restarts, backend, cascade) -> None:
+@_time_limit_option
+@_tightening_option
+def table1(samples, quick, methods, rows, device, store, out, pgd_steps, pgd_restarts, backend, cascade,
+           time_limit, tightening) -> None:
     """Regenerate Table 1 of Salman et al. 2019 (bounds on the MNIST robust error)."""
     from lpbench.experiments.api import table1 as run
     from lpbench.experiments.table1 import table1_rows
@@ -164,6 +225,8 @@ def table1(samples, quick, methods, rows, device, store, out, pgd_steps, pgd_res
         except (ValueError, IndexError):
             raise LpbenchError(f"--rows takes numbers 1..{len(all_rows)}, got {rows!r}") from None
     options = {"pgd": {"steps": pgd_steps, "restarts": pgd_restarts}, **_lp_options(backend, cascade)}
+    if "milp" in names:
+        options.update(_milp_options(time_limit, tightening, backend))
     from lpbench.experiments.api import sample_ids
     per_row = len(sample_ids(samples, 10000)) * (len(names) + 1)
     bars: dict = {}
@@ -193,6 +256,10 @@ def table1(samples, quick, methods, rows, device, store, out, pgd_steps, pgd_res
         "Salman et al. 2019, Table 1 (%)": ["network", "epsilon", *[c for c in df.columns if c.startswith("paper_")]],
         "Compute time (s, summed over samples)": ["network", "epsilon", *[c for c in df.columns if c.endswith("_time_s")]],
     }
+    if "milp_timeouts" in df.columns:
+        sections["MILP: timeouts and errors (samples), time limit per sample"] = [
+            "network", "epsilon", "milp_timeouts", "milp_unresolved"]
+        prov["milp"] = f"time limit {time_limit:g} s per sample, {tightening} bound tightening, PGD first"
     decided = [c for c in df.columns if c.endswith("_decided_by")]
     if decided:
         sections["Which method decided each sample (cascade)"] = ["network", "epsilon", *decided]
@@ -206,13 +273,24 @@ def table1(samples, quick, methods, rows, device, store, out, pgd_steps, pgd_res
 TABLE1_NOTES = ("Attack columns (test_error, pgd) are lower bounds on the robust error: a sample counts "
                 "only with a concrete counterexample re-checked in float64. Certifier columns (*_upper) are "
                 "upper bounds: every sample not verified counts. `paper_*` columns are Salman et al. 2019, "
-                "Table 1. `conflicts` counts samples both falsified and verified (must be 0). fast-lin and "
+                "Table 1. The exact MILP gives a lower bound (misclassified or falsified) and an upper bound "
+                "(not verified; `milp_unresolved` counts its timeouts and errors, which count as not "
+                "verified). `conflicts` counts samples both falsified and verified (must be 0). fast-lin and "
                 "lp-greedy coincide: with lower slope u/(u-l) the greedy dual of Wong & Kolter is Fast-Lin "
                 "(Salman et al. 2019, Section 4).")
 
 
 def _lp_options(backend: str, cascade: bool) -> dict:
     return {m: {"backend": backend, "cascade": cascade} for m in ("lp-all", "lp-last")}
+
+
+def _milp_options(time_limit: float, tightening: str, backend: str) -> dict:
+    """The ``milp`` options of ``--time-limit``, ``--tightening`` and ``--backend`` (CBC through
+    PuLP for ``pulp``, HiGHS otherwise)."""
+    if not (math.isfinite(time_limit) and time_limit > 0):
+        raise LpbenchError(f"--time-limit must be a positive number of seconds, got {time_limit}")
+    return {"milp": {"time_limit": time_limit, "tightening": tightening,
+                     "backend": backend if backend in ("highs", "pulp") else "highs"}}
 
 
 def _span(store) -> str:

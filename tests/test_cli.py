@@ -48,6 +48,8 @@ def test_verify_summary_and_json(monkeypatch, capsys):
     (["verify", "NOR-MLP-B", "--eps", "0.1", "--methods", "pgd,magic"], "unknown method"),
     (["table1", "--rows", "12"], "--rows"),
     (["table1", "--samples", "0"], "sample count"),
+    (["table1", "--samples", "5", "--methods", "milp", "--time-limit", "0"], "--time-limit"),
+    (["verify", "NOR-MLP-B", "--eps", "0.1", "--methods", "milp", "--time-limit", "-1"], "--time-limit"),
 ])
 def test_bad_input_is_a_clean_error(monkeypatch, capsys, args, msg):
     code, out, err = run(monkeypatch, capsys, *args)
@@ -93,3 +95,26 @@ def test_table1_writes_csv_md_tex_with_provenance(monkeypatch, capsys, tmp_path)
     md = (tmp_path / "table1_20.md").read_text()
     assert "NOR-MLP-B" in md and "Provenance" in md
     assert (tmp_path / "table1_20.tex").exists()
+
+
+def test_distortion_brackets_and_agrees_with_verify(monkeypatch, capsys):
+    """`lpbench distortion`: lower <= upper; verify at eps below the lower bound cannot falsify,
+    and the returned bracket is exact (solved to optimality) on this small MLP."""
+    code, out, err = run(monkeypatch, capsys, "distortion", "LPD-MLP-B-0.1", "--samples", "1:2",
+                         "--eps-max", "0.07", "--time-limit", "60", "--json")
+    assert code == 0, err
+    recs = [json.loads(line) for line in out.splitlines()]
+    assert [r["sample"] for r in recs] == [1]
+    for r in recs:
+        assert r["upper"] < 0.07  # image 1 has an adversarial point within the radius
+        assert 0 <= r["lower"] <= r["upper"] and r["exact"]
+        assert r["upper"] - r["lower"] <= 1e-4 * max(1.0, r["upper"])
+        eps = f"{0.99 * r['lower']:.6f}"
+        code, out, err = run(monkeypatch, capsys, "verify", "LPD-MLP-B-0.1", "--eps", eps, "--samples",
+                             f"{r['sample']}:{r['sample'] + 1}", "--methods", "pgd", "--json")
+        assert code == 0 and json.loads(out.splitlines()[0])["status"] != "falsified"
+
+
+def test_distortion_bad_radius_is_a_clean_error(monkeypatch, capsys):
+    code, out, err = run(monkeypatch, capsys, "distortion", "NOR-MLP-B", "--samples", "0:1", "--eps-max", "0")
+    assert code == 2 and "--eps-max" in err and "Traceback" not in err + out

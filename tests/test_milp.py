@@ -27,6 +27,7 @@ from lpbench.errors import LpbenchError
 from lpbench.lp.drivers import Sessions, cheap_bounds, lp_layers, solve_sample
 from lpbench.methods import margin_spec, verify
 from lpbench.milp import TIGHTENINGS, milp, tightened_bounds, verify_sample
+from lpbench.milp.formulation import DEFAULT_TIGHTENING
 from lpbench.network import Act, Dense, Network
 from lpbench.problem import Perturbation, Status
 from lpbench.solvers import get_backend
@@ -126,13 +127,42 @@ def test_lp_all_below_milp_below_pgd(seed):
         assert opt <= pgd_margins[j] + 1e-6
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_conv_milp_equals_brute_force_on_the_dense_twin(seed):
+    """A conv layer is encoded through its sparse matrix: the MILP of a tiny conv network equals
+    brute force on the same network written with a dense layer."""
+    from lpbench.network import Conv2d, Flatten
+    rng = np.random.default_rng(seed)
+    conv = Conv2d((1.5 * rng.normal(size=(2, 1, 2, 2))).astype(np.float32),
+                  (0.3 * rng.normal(size=2)).astype(np.float32), stride=1, padding=0)
+    head = Dense((1.5 * rng.normal(size=(3, 8))).astype(np.float32), (0.3 * rng.normal(size=3)).astype(np.float32))
+    net = Network((conv, RELU, Flatten(), head), (1, 3, 3), "tinyconv")
+    twin = Network((Dense(conv.to_sparse((1, 3, 3)).toarray().astype(np.float32), np.repeat(conv.bias, 4)),
+                    RELU, head), (9,), "tinyconv-dense")
+    x = rng.uniform(0.2, 0.8, (1, 3, 3))
+    label = int(np.argmax(net.logits64(x[None])[0]))
+    assert np.allclose(net.logits64(x[None]), twin.logits64(x.reshape(1, 9)))
+    pset = Perturbation(0.2)
+    pre, _ = tightened_bounds(net, x, label, pset, "lp-all", get_backend("highs"))
+    model = milp(net, x, pset, pre, "lp-all")
+    for j in range(3):
+        if j != label:
+            res = get_backend("highs").solve_milp(model.rel.lp, *model.margin(label, j), time_limit=30)
+            assert res.objective == pytest.approx(_brute_force(twin, x.ravel(), label, j, pset), abs=1e-6)
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_verdicts_on_tiny_networks_are_sound(seed):
     net = _net(seed)
     x, label, pset = _sample(net, seed)
     verdicts = {b: verify_sample(net, x, label, pset, get_backend(b), 30) for b in BACKENDS}
-    exact = min(_brute_force(net, x, label, j, pset) for j in range(net.n_classes) if j != label)
+    per_target = {j: _brute_force(net, x, label, j, pset) for j in range(net.n_classes) if j != label}
+    exact = min(per_target.values())
     for v in verdicts.values():
+        for t in v.targets:  # a target's safe bound (from its LP relaxation or the MILP) is sound
+            assert t.safe_bound <= per_target[t.target] + 1e-9
+            if t.solver_status == "lp relaxation":
+                assert t.status is Status.VERIFIED and t.safe_bound > 0 and t.nodes == 0
         assert v.status is (Status.VERIFIED if exact > 1e-4 else Status.FALSIFIED) or abs(exact) <= 1e-4
         if v.status is Status.FALSIFIED:
             assert recheck(net, v.counterexample, x, label, pset)[2]
@@ -162,7 +192,7 @@ def test_zoo_milp_against_lp_all(mnist, model, eps, n, limit, backends):
             if out.status is Status.FALSIFIED:
                 assert recheck(net, out.counterexample, images[out.sample], int(labels[out.sample]), pset)[2]
             if out.stats["decided_by"] == "milp":
-                assert out.stats["tightening"] == "lp-greedy" and out.stats["tightening_s"] >= 0
+                assert out.stats["tightening"] == DEFAULT_TIGHTENING and out.stats["tightening_s"] >= 0
     if len(by) == 2:
         for a, b in zip(*by.values()):
             decided = (Status.VERIFIED, Status.FALSIFIED)
@@ -229,3 +259,19 @@ def test_min_distortion_brackets_the_brute_force_answer(seed, backend):
         assert d.exact and d.upper - d.lower <= 1e-4 * max(1.0, d.upper)
     else:  # no adversarial point within eps_max
         assert min(_brute_force(net, x, label, j, Perturbation(0.5)) for j in others) >= -1e-6
+
+
+def test_table1_milp_columns_bracket_the_robust_error(tmp_path):
+    """The MILP's two Table 1 columns: lower = misclassified + falsified <= upper = not verified;
+    with the limit reached by no sample they are equal, and they sit between PGD and LP-ALL."""
+    import lpbench
+    from lpbench.experiments.table1 import Row
+    rows = [Row("LPD-MLP-B-0.1", 0.1)]
+    opts = {"pgd": {"steps": 20, "restarts": 1}, "milp": {"time_limit": 60.0},
+            "lp-all": {"cascade": False}}
+    df = lpbench.table1(12, ["pgd", "lp-all", "milp"], rows, store=tmp_path / "t.sqlite", options=opts)
+    r = df.iloc[0]
+    assert r.conflicts == 0
+    assert r.test_error_pct <= r.milp_lower_pct <= r.milp_upper_pct <= r.lp_all_upper_pct
+    assert r.pgd_lower_pct <= r.milp_lower_pct
+    assert r.milp_timeouts == 0 and r.milp_lower_pct == r.milp_upper_pct

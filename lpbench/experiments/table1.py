@@ -3,7 +3,9 @@
 Every (network, epsilon) row is run method by method over a sample set, in chunks written to the
 results store as they finish (so an interrupted run resumes), and summarised as percentages:
 an attack's column is a LOWER bound on the robust error (samples it falsifies), a certifier's
-column an UPPER bound (samples it does not verify). The clean test error is the ``clean`` column.
+column an UPPER bound (samples it does not verify). The exact MILP gives both (lower:
+misclassified or falsified; upper: not verified, timeouts included), equal when no sample timed
+out; ``*_unresolved`` counts the timeouts and errors. The clean test error is the ``clean`` column.
 """
 
 from __future__ import annotations
@@ -91,11 +93,12 @@ def summarize(frame: pd.DataFrame, rows: Sequence[Row], ids: Sequence[int],
                 raise RuntimeError(f"{row.model} eps={row.eps} {m}: {len(part)} of {len(ids)} samples stored")
             col = m.replace("-", "_")
             status = part.status
-            if get_method(m).kind == "attack":
+            kind = get_method(m).kind
+            if kind in ("attack", "milp"):
                 name = "test_error_pct" if m == "clean" else f"{col}_lower_pct"
                 rec[name] = 100.0 * (status == "falsified").sum() / len(ids)
                 falsified |= set(part["sample"][status == "falsified"])
-            else:
+            if kind != "attack":
                 rec[f"{col}_upper_pct"] = 100.0 * (status != "verified").sum() / len(ids)
                 verified |= set(part["sample"][status == "verified"])
                 deciders = part.stats.map(lambda js: json.loads(js or "{}").get("decided_by"))
@@ -103,6 +106,8 @@ def summarize(frame: pd.DataFrame, rows: Sequence[Row], ids: Sequence[int],
                     counts = deciders.fillna(m).value_counts()
                     rec[f"{col}_decided_by"] = " ".join(f"{k}:{v}" for k, v in counts.items())
             rec[f"{col}_unresolved"] = int(status.isin(["timeout", "error"]).sum())
+            if kind == "milp":
+                rec[f"{col}_timeouts"] = int((status == "timeout").sum())
             rec[f"{col}_time_s"] = float(part.time_s.sum())
         rec["conflicts"] = len(falsified & verified)
         if (row.model, row.eps) in ref.index:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from lpbench.milp.formulation import milp, tightened_bounds
+from lpbench.milp.formulation import DEFAULT_TIGHTENING, milp, tightened_bounds
 from lpbench.milp.verify import tolerance
 from lpbench.network import Network
 from lpbench.problem import Perturbation
@@ -46,14 +46,14 @@ class Distortion:
 
 
 def min_distortion(net: Network, x: np.ndarray, label: int, backend: Backend, eps_max: float = 0.5,
-                   time_limit: float = 60.0, tightening: str = "lp-greedy",
+                   time_limit: float = 60.0, tightening: str = DEFAULT_TIGHTENING,
                    lp_backend: Backend | None = None) -> Distortion:
     """The minimum l_inf distortion of a correctly classified ``x`` (inputs in [0, 1])."""
     if not (eps_max > 0 and math.isfinite(eps_max)):
         raise ValueError(f"eps_max must be a positive number, got {eps_max!r}")
     x64 = np.asarray(x, np.float64)
     pset = Perturbation(float(eps_max))
-    pre, _ = tightened_bounds(net, x64, label, pset, tightening, lp_backend)
+    pre, _ = tightened_bounds(net, x64, label, pset, tightening, lp_backend or backend)
     model = milp(net, x64, pset, pre, tightening)
     lp, inp = model.rel.lp, model.rel.block(-1, "input")
     n, k, e = lp.n_vars, inp.stop - inp.start, lp.n_vars  # e: the column of eps

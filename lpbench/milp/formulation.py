@@ -28,6 +28,8 @@ from lpbench.solvers.base import Backend, LinearProgram
 #: The bound-tightening procedures: interval arithmetic, LP-GREEDY (backward linear bounds,
 #: same slope, intersected with intervals), LP-ALL (per-neuron LPs, Salman et al. 2019).
 TIGHTENINGS = ("interval", "lp-greedy", "lp-all")
+#: The default: LP-ALL bounds cost a fraction of a second on an MLP and leave far fewer binaries.
+DEFAULT_TIGHTENING = "lp-all"
 
 
 @dataclass(frozen=True, eq=False)

@@ -5,8 +5,11 @@ Options (``ctx.options["milp"]``):
 * ``backend``: ``"highs"`` (default) or ``"pulp"`` (CBC); ``backend_options``: a dict for it;
 * ``time_limit``: seconds of MILP solving per sample (default 3600 as in Salman et al. 2019,
   Table 1); must be positive;
-* ``tightening``: the pre-activation bounds, ``"lp-greedy"`` (default), ``"interval"`` or
-  ``"lp-all"`` (whose LPs ``lp_backend``, default ``"highs"``, solves).
+* ``tightening``: the pre-activation bounds, ``"lp-all"`` (default: tight bounds make the MILP
+  small, and most targets are then verified by its LP relaxation), ``"lp-greedy"`` or
+  ``"interval"``;
+* ``lp_backend`` (default ``"highs"``): solves the LPs of the ``"lp-all"`` tightening and the LP
+  relaxation tried before each target's MILP.
 
 A sample misclassified at x is falsified with x (``decided_by = "clean"``); then PGD (options
 ``ctx.options["pgd"]``) runs on the batch and a re-checked PGD counterexample decides the sample
@@ -26,14 +29,14 @@ import numpy as np
 from lpbench.attacks.pgd import PGDConfig, attack
 from lpbench.errors import LpbenchError
 from lpbench.methods import Batch, Context, Method, clean_margins, register
-from lpbench.milp.formulation import TIGHTENINGS, check_relu
+from lpbench.milp.formulation import DEFAULT_TIGHTENING, TIGHTENINGS, check_relu
 from lpbench.milp.verify import verify_sample
 from lpbench.network import Network
 from lpbench.problem import Outcome, Perturbation, Status
 from lpbench.solvers import get_backend
 
 DEFAULTS: dict[str, Any] = {"backend": "highs", "backend_options": {}, "time_limit": 3600.0,
-                            "tightening": "lp-greedy", "lp_backend": "highs"}
+                            "tightening": DEFAULT_TIGHTENING, "lp_backend": "highs"}
 MILP_BACKENDS = ("highs", "pulp")
 
 
@@ -60,7 +63,7 @@ def run(net: Network, batch: Batch, pset: Perturbation, ctx: Context) -> list[Ou
     if pset.norm not in ("linf", "l1"):
         raise LpbenchError(f"milp supports l_inf and l1 perturbations, not {pset.norm}")
     backend = get_backend(opts["backend"], opts["backend_options"])
-    lp_backend = get_backend(opts["lp_backend"]) if opts["tightening"] == "lp-all" else None
+    lp_backend = get_backend(opts["lp_backend"])
     clean = clean_margins(net, batch)
     out: list[Outcome] = []
     for s in range(0, len(batch.labels), ctx.batch_size):
