@@ -132,15 +132,11 @@ class Outcome:
 
     @property
     def min_margin_lower(self) -> float:
-        if self.margin_lower is None:
-            return math.nan
-        return float(np.nanmin(self.margin_lower))
+        return _nanmin(self.margin_lower)
 
     @property
     def min_margin_upper(self) -> float:
-        if self.margin_upper is None:
-            return math.nan
-        return float(np.nanmin(self.margin_upper))
+        return _nanmin(self.margin_upper)
 
     def to_record(self) -> dict[str, Any]:
         rec = {"method": self.method, "sample": self.sample, "label": self.label,
@@ -148,3 +144,10 @@ class Outcome:
                "min_margin_upper": self.min_margin_upper, "time_s": self.time_s}
         rec.update({f"stat_{k}": v for k, v in self.stats.items()})
         return rec
+
+
+def _nanmin(values: np.ndarray | None) -> float:
+    """The smallest non-NaN entry; NaN when there is none (e.g. a MILP without incumbents)."""
+    if values is None or np.all(np.isnan(values)):
+        return math.nan
+    return float(np.nanmin(values))
