@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -34,9 +34,20 @@ CREATE TABLE IF NOT EXISTS outcomes (
     time_s REAL,
     stats TEXT,
     created TEXT DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    worker TEXT,
+    host TEXT,
+    versions TEXT,
     PRIMARY KEY (experiment, model, epsilon, norm, method, sample)
-)
+);
+CREATE TABLE IF NOT EXISTS sweeps (
+    name TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    updated TEXT DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
 """
+
+#: Columns added after the first release; older stores get them on open.
+_ADDED = {"worker": "TEXT", "host": "TEXT", "versions": "TEXT"}
 
 
 def _json_list(a: np.ndarray | None) -> str | None:
@@ -57,7 +68,11 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(self.path))
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(SCHEMA)
+        self._db.executescript(SCHEMA)
+        have = {r[1] for r in self._db.execute("PRAGMA table_info(outcomes)")}
+        for col, kind in _ADDED.items():
+            if col not in have:
+                self._db.execute(f"ALTER TABLE outcomes ADD COLUMN {col} {kind}")
         self._db.commit()
 
     def __enter__(self) -> "Store":
@@ -70,16 +85,45 @@ class Store:
         self._db.close()
 
     def add(self, experiment: str, model: str, epsilon: float, norm: str,
-            outcomes: Iterable[Outcome]) -> None:
+            outcomes: Iterable[Outcome], where: Mapping[str, str] | None = None) -> int:
+        """Write outcomes in one transaction (all or none survive a crash); ``where``: the
+        ``worker``, ``host`` and ``versions`` that computed them. Returns the number of rows."""
+        where = where or {}
         rows = [(experiment, model, float(epsilon), norm, o.method, int(o.sample), int(o.label),
                  o.status.value, _nan_to_none(o.min_margin_lower), _nan_to_none(o.min_margin_upper),
                  _json_list(o.margin_lower), _json_list(o.margin_upper), float(o.time_s),
-                 json.dumps(dict(o.stats), default=str)) for o in outcomes]
-        self._db.executemany(
-            "INSERT OR REPLACE INTO outcomes (experiment, model, epsilon, norm, method, sample, label,"
-            " status, min_margin_lower, min_margin_upper, margin_lower, margin_upper, time_s, stats)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-        self._db.commit()
+                 json.dumps(dict(o.stats), default=str), where.get("worker"), where.get("host"),
+                 where.get("versions")) for o in outcomes]
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO outcomes (experiment, model, epsilon, norm, method, sample, label,"
+                " status, min_margin_lower, min_margin_upper, margin_lower, margin_upper, time_s, stats,"
+                " worker, host, versions) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        return len(rows)
+
+    def delete(self, experiment: str, model: str, epsilon: float, norm: str, method: str,
+               statuses: Iterable[str] | None = None) -> int:
+        """Remove one method's outcomes (only those with the given statuses, if any)."""
+        q = "DELETE FROM outcomes WHERE experiment=? AND model=? AND epsilon=? AND norm=? AND method=?"
+        args = [experiment, model, float(epsilon), norm, method]
+        if statuses is not None:
+            statuses = list(statuses)
+            q += f" AND status IN ({','.join('?' * len(statuses))})"
+            args += statuses
+        with self._db:
+            return self._db.execute(q, args).rowcount
+
+    def save_sweep(self, name: str, spec: str) -> None:
+        """Record (or update) the specification a sweep ran with."""
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO sweeps (name, spec) VALUES (?, ?)", (name, spec))
+
+    def sweep_spec(self, name: str) -> str | None:
+        row = self._db.execute("SELECT spec FROM sweeps WHERE name=?", (name,)).fetchone()
+        return None if row is None else row[0]
+
+    def sweeps(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT name FROM sweeps ORDER BY name")]
 
     def done(self, experiment: str, model: str, epsilon: float, norm: str, method: str) -> set[int]:
         cur = self._db.execute(

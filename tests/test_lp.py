@@ -415,7 +415,7 @@ def test_inconsistent_bounds_are_never_verified():
         res = solve_sample(net, x[0], 0, pset, pre, lp_layers(net, "all"), sessions)
     assert np.isnan(res.margins).all()
     assert set(res.status) - {""} == {"infeasible"}
-    assert lp_methods._verdict(res.margins, res.status, 0) is Status.UNKNOWN
+    assert lp_methods.verdict(res.margins, res.status, 0) is Status.UNKNOWN
 
 
 @pytest.mark.parametrize("backend", ALL_BACKENDS)

@@ -81,6 +81,14 @@ class LPCounts:
     iterations: int = 0
     statuses: tuple[tuple[str, int], ...] = ()
 
+    def __add__(self, other: "LPCounts") -> "LPCounts":
+        statuses = dict(self.statuses)
+        for k, v in other.statuses:
+            statuses[k] = statuses.get(k, 0) + v
+        return LPCounts(self.solved + other.solved, self.skipped + other.skipped, self.failed + other.failed,
+                        self.fallbacks + other.fallbacks, self.iterations + other.iterations,
+                        tuple(sorted(statuses.items())))
+
 
 class _Tally:
     """The mutable counter behind :class:`LPCounts` while a sample is solved."""
@@ -187,6 +195,25 @@ def solve_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, pr
         if res.status is LPStatus.OPTIMAL:
             margins[j] = res.certified_bound
     return SampleResult(margins, tuple(status), pre, counts.freeze(), time.perf_counter() - t0)
+
+
+def tighten_neurons(net: Network, x: np.ndarray, pset: Perturbation, pre: PreBounds, layer: int,
+                    neurons: np.ndarray, backend: Backend, time_limit: float | None = None,
+                    compact: bool = True) -> tuple[np.ndarray, np.ndarray, LPCounts]:
+    """Step A for a slice of one layer, as a cluster task solves it: the LP bounds of the
+    (flat) ``neurons`` of activation layer ``layer`` over the relaxation of the layers before
+    it, from the bounds ``pre``. Returns their (lower, upper) bounds and the LP counts; the
+    slices of a layer together give what :func:`solve_sample` computes for it."""
+    counts = _Tally()
+    lo, hi = (np.array(t, np.float64).ravel() for t in pre[layer])
+    neurons = np.asarray(neurons, np.int64)
+    unstable = neurons[(lo[neurons] < 0) & (hi[neurons] > 0)]
+    counts.skipped += 2 * (neurons.size - unstable.size)
+    if unstable.size:
+        rel = relaxation(net, x, pset, {k: v for k, v in pre.items() if k < layer}, layer, compact)
+        with backend.open(rel.lp, time_limit) as session:
+            _tighten(session, rel, lo, hi, unstable, counts)
+    return lo[neurons], hi[neurons], counts.freeze()
 
 
 def _chain(rows: sp.csr_matrix, signs: np.ndarray, limit: int = 2000) -> np.ndarray:

@@ -90,13 +90,14 @@ def _run_chunk(net, batch, idx, pset, ctx, policy, opts, sessions, clean) -> lis
         if np.nanmin(clean[i]) < 0:
             status, cex = Status.FALSIFIED, batch.images[i].astype(np.float64)
         else:
-            status, cex = _verdict(margins, res.status, label), None
+            status, cex = verdict(margins, res.status, label), None
         out.append(Outcome("", int(batch.ids[i]), label, status, margins, None, cex, spent[i] + res.time_s,
                            {"decided_by": _NAME[policy], "backend": opts["backend"], **res.stats()}))
     return out
 
 
-def _verdict(margins: np.ndarray, status: tuple[str, ...], label: int) -> Status:
+def verdict(margins: np.ndarray, status: tuple[str, ...], label: int) -> Status:
+    """The LP verdict of a sample from its certified margins and the margin LPs' statuses."""
     others = np.delete(margins, label)
     done = others[np.isfinite(others)]
     if done.size and done.min() <= 0:
@@ -139,7 +140,7 @@ def _cascade(net, batch, idx, pset, ctx, policy, opts, cb, clean, sessions, spen
             pre = {k: (lo[r], hi[r]) for k, (lo, hi) in cb.greedy_pre.items()}
             res = solve_sample(net, batch.images[i], label, pset, pre, (), sessions, opts["compact"])
             spent[i] += res.time_s
-            if _verdict(res.margins, res.status, label) is Status.VERIFIED:
+            if verdict(res.margins, res.status, label) is Status.VERIFIED:
                 decided[i] = (Status.VERIFIED, "lp-last", None)
     return decided
 

@@ -1,0 +1,79 @@
+"""A sweep's results as pandas: progress per (model, epsilon, method), and export to files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from lpbench.errors import LpbenchError
+from lpbench.store import Store
+from lpbench.sweep.runner import experiment, sample_set
+from lpbench.sweep.spec import SweepSpec, parse_spec
+
+STATUSES = ("verified", "falsified", "unknown", "timeout", "error")
+
+
+def stored_spec(st: Store, name: str) -> SweepSpec:
+    """The specification sweep ``name`` last ran with."""
+    raw = st.sweep_spec(name)
+    if raw is None:
+        known = ", ".join(st.sweeps()) or "none"
+        raise LpbenchError(f"no sweep named {name!r} in {st.path} (known: {known})")
+    d = json.loads(raw)
+    d["epsilons"] = {m: list(e) for m, e in d["epsilons"].items()}
+    d["models"], d["methods"] = list(d["models"]), list(d["methods"])
+    return parse_spec(d, f"stored sweep {name!r}")
+
+
+def outcomes(st: Store, spec: SweepSpec) -> pd.DataFrame:
+    """Every stored outcome of the sweep's current (model, epsilon, method, sample) set."""
+    keys = {experiment(spec, m) for m in spec.methods}
+    frame = st.frame()
+    frame = frame[frame.experiment.isin(keys)]
+    parts = []
+    for model in spec.models:
+        _, ids, _ = sample_set(spec, model)
+        sub = frame[(frame.model == model) & frame["sample"].isin(set(int(i) for i in ids))]
+        parts.append(sub[sub.epsilon.isin(spec.epsilons[model]) & (sub.norm == spec.norm)])
+    out = pd.concat(parts, ignore_index=True) if parts else frame.iloc[:0]
+    return out.assign(sweep=spec.name).sort_values(["model", "epsilon", "method", "sample"], ignore_index=True)
+
+
+def status(st: Store, name: str) -> pd.DataFrame:
+    """Per (model, epsilon, method): samples expected, done, and the count of each status."""
+    spec = stored_spec(st, name)
+    done = outcomes(st, spec)
+    rows = []
+    for model, eps, method in spec.jobs():
+        _, ids, _ = sample_set(spec, model)
+        sub = done[(done.model == model) & (done.epsilon == eps) & (done.method == method)]
+        counts = sub.status.value_counts()
+        rows.append({"model": model, "epsilon": eps, "method": method, "samples": len(ids),
+                     "done": len(sub), **{s: int(counts.get(s, 0)) for s in STATUSES},
+                     "time_s": float(sub.time_s.sum())})
+    return pd.DataFrame(rows)
+
+
+def export(st: Store, name: str, out: str | Path) -> Path:
+    """Write the sweep's outcomes to ``out`` (.parquet or .csv) with the spec echoed (parquet
+    metadata / leading ``#`` lines of the CSV)."""
+    out = Path(out)
+    spec = stored_spec(st, name)
+    frame = outcomes(st, spec)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                               b"lpbench.sweep": spec.to_json().encode()})
+        pq.write_table(table, out)
+    elif out.suffix == ".csv":
+        with open(out, "w") as f:
+            f.write(f"# lpbench sweep {spec.name}: {spec.to_json()}\n")
+            frame.to_csv(f, index=False)
+    else:
+        raise LpbenchError(f"export to .parquet or .csv, not {out.name!r}")
+    return out
