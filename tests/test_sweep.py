@@ -1,0 +1,247 @@
+"""Sweeps on a real dask cluster: separate scheduler and worker processes, faults, resume, bad input.
+
+* `dask scheduler` and two `dask worker` processes on 127.0.0.1 run an LP-ALL + MILP + PGD sweep;
+  every expected outcome is in the store exactly once, LP-ALL equals the in-process method.
+* A worker SIGKILLed mid-sweep: the sweep completes, nothing lost or written twice.
+* The client SIGKILLed mid-sweep: a re-run computes only the missing outcomes.
+* A task that raises (a tampered model file): error outcomes with the message, the rest goes on.
+* The store survives a writer killed mid-write (transactions are whole).
+* Bad sweep files and an unreachable scheduler: clear errors before any work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lpbench
+from lpbench.errors import LpbenchError
+from lpbench.problem import Perturbation
+from lpbench.store import Store
+from lpbench.sweep import experiment, load_spec, parse_spec, run_sweep
+
+DASK = str(Path(sys.executable).parent / "dask")
+BASE = {"name": "t", "models": ["LPD-MLP-B-0.1"], "epsilons": [0.1], "samples": "0:4", "block": 2,
+        "lp_chunk": 40, "options": {"pgd": {"steps": 10, "restarts": 1}, "milp": {"time_limit": 60}}}
+
+
+def _spec(**kw):
+    return parse_spec({**BASE, "methods": ["pgd", "lp-all", "milp"], **kw})
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@pytest.fixture
+def cluster():
+    """A scheduler and two single-threaded workers (no nanny: a killed worker stays dead), each
+    its own process; yields (address, [worker processes])."""
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], env=_env(), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)]
+    workers = [subprocess.Popen([DASK, "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
+                                 "--name", f"w{k}"], env=_env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL) for k in range(2)]
+    procs += workers
+    try:
+        from distributed import Client
+        with Client(address, timeout="60s") as c:
+            c.wait_for_workers(2, timeout=120)
+        yield address, workers
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait(timeout=30)
+
+
+def _expected(spec) -> set:
+    return {(m, e, meth, s) for m, e, meth in spec.jobs() for s in range(4)}
+
+
+def _stored(store, spec) -> list:
+    with Store(store) as st:
+        f = st.frame()
+    keys = {experiment(spec, m) for m in spec.methods}
+    f = f[f.experiment.isin(keys)]
+    return [(r.model, r.epsilon, r.method, r.sample) for r in f.itertuples()]
+
+
+def test_real_cluster_sweep_and_a_killed_worker(cluster, tmp_path):
+    address, workers = cluster
+    spec = _spec()
+    store = tmp_path / "s.sqlite"
+    report = run_sweep(spec, store, scheduler=address)
+    rows = _stored(store, spec)
+    assert sorted(rows) == sorted(_expected(spec)) and report.written == len(rows) == 12
+    with Store(store) as st:
+        f = st.frame()
+    assert f.worker.str.startswith("tcp://127.0.0.1:").all() and f.worker.nunique() == 2
+    assert f.versions.str.contains("lpbench=").all()
+    # LP-ALL as slice tasks equals the in-process method
+    from lpbench.data import load_dataset
+    d = load_dataset("mnist", "test")
+    ref = lpbench.verify(lpbench.load_model("LPD-MLP-B-0.1"), d.images[:4], d.labels[:4], Perturbation(0.1), ["lp-all"])
+    lp = f[f.method == "lp-all"].sort_values("sample")
+    for o, r in zip(ref, lp.itertuples()):
+        got = np.array([np.nan if v is None else v for v in json.loads(r.margin_lower)])
+        assert r.status == o.status.value and np.allclose(got, o.margin_lower, atol=1e-7, equal_nan=True)
+    # a second sweep on the same cluster; one worker SIGKILLed once the first outcome is in
+    spec2 = _spec(name="t2", samples="0:4")
+    killed = []
+
+    def kill(rep, total):
+        if not killed:
+            os.kill(workers[0].pid, signal.SIGKILL)
+            killed.append(rep.written)
+    report = run_sweep(spec2, store, scheduler=address, progress=kill)
+    rows = _stored(store, spec2)
+    assert killed and workers[0].wait(timeout=30) == -signal.SIGKILL
+    assert sorted(rows) == sorted(_expected(spec2)) and report.written == 12
+
+
+def test_killed_client_resumes_with_only_the_missing_outcomes(tmp_path):
+    spec_file = tmp_path / "s.toml"
+    spec_file.write_text(textwrap.dedent("""
+        name = "resume"
+        models = ["LPD-MLP-B-0.1"]
+        epsilons = [0.1]
+        methods = ["lp-all"]
+        samples = "0:12"
+        lp_chunk = 25
+    """))
+    store = tmp_path / "s.sqlite"
+    proc = subprocess.Popen([sys.executable, "-m", "lpbench.cli", "sweep", "run", str(spec_file), "--workers", "1",
+                             "--store", str(store)], env=_env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    spec = load_spec(spec_file)
+    deadline = time.time() + 300
+    before = []
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+        if store.exists():
+            try:
+                before = _stored(store, spec)
+            except (sqlite3.OperationalError, Exception):  # table not created yet
+                continue
+            if len(before) >= 2:
+                break
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    with Store(store) as st:
+        kept = st.frame().set_index(["method", "sample"]).created.to_dict()
+    assert 2 <= len(kept) < 12, "the client should have been killed mid-sweep"
+    report = run_sweep(spec, store, workers=1)
+    assert report.written == 12 - len(kept) and report.skipped == len(kept)
+    with Store(store) as st:
+        after = st.frame().set_index(["method", "sample"]).created.to_dict()
+    assert len(after) == 12 and all(after[k] == v for k, v in kept.items())
+
+
+def test_a_raising_task_is_an_error_outcome_and_the_sweep_goes_on(monkeypatch, tmp_path, shared_mirror):
+    mirror = tmp_path / "mirror" / "experiment_2"
+    mirror.mkdir(parents=True)
+    src = shared_mirror / "zoo" / "salman2019" / "experiment_2" / "mnist_cnn_small_NOR.pth"
+    shutil.copy(src, mirror / src.name)
+    with open(mirror / src.name, "r+b") as f:
+        f.seek(2000)
+        b = f.read(1)
+        f.seek(2000)
+        f.write(bytes([b[0] ^ 0xFF]))
+    monkeypatch.setenv("LPBENCH_MIRROR", str(mirror.parent))
+    monkeypatch.setenv("LPBENCH_DATA_DIR", str(tmp_path / "data"))
+    spec = parse_spec({**BASE, "models": ["LPD-MLP-B-0.1", "NOR-CNN-SMALL"], "epsilons": [0.1],
+                       "methods": ["pgd", "lp-all"], "samples": "0:2"})
+    store = tmp_path / "s.sqlite"
+    report = run_sweep(spec, store, workers=1)
+    with Store(store) as st:
+        f = st.frame()
+    assert len(f) == report.written == 8
+    bad, good = f[f.model == "NOR-CNN-SMALL"], f[f.model == "LPD-MLP-B-0.1"]
+    assert (bad.status == "error").all() and bad.stats.str.contains("sha256").all()
+    assert not (good.status == "error").any()
+
+
+def test_store_survives_a_writer_killed_mid_write(tmp_path):
+    store = tmp_path / "s.sqlite"
+    writer = textwrap.dedent(f"""
+        import numpy as np
+        from lpbench.problem import Outcome, Status
+        from lpbench.store import Store
+        st = Store({str(store)!r})
+        for k in range(100000):
+            outs = [Outcome("m", 1000 * k + i, 0, Status.VERIFIED, np.zeros(10), None, None, 0.0, {{}})
+                    for i in range(1000)]
+            st.add("e", "M", 0.1, "linf", outs)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", writer])
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        time.sleep(0.3)
+        if store.exists():
+            try:
+                with sqlite3.connect(store) as db:
+                    if db.execute("SELECT COUNT(*) FROM outcomes").fetchone()[0] >= 3000:
+                        break
+            except sqlite3.OperationalError:
+                continue
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    with sqlite3.connect(store) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    with Store(store) as st:
+        n = len(st.frame())
+    assert n >= 3000 and n % 1000 == 0  # whole transactions only
+
+
+@pytest.mark.parametrize("change,msg", [
+    ('models = ["NO-SUCH-NET"]', "Known models"),
+    ('methods = ["pgd", "magic"]', "unknown method"),
+    ('bogus = 1', "unknown key"),
+    ('epsilons = [-0.1]', "epsilon"),
+    ('block = 0', "block"),
+    ('[options.milp]\ntime_limit = 0', "time_limit"),
+    ('[options.pgd]\nstepz = 3', "options.pgd"),
+    ('name = ', "not valid TOML"),
+])
+def test_bad_sweep_files_fail_before_any_work(tmp_path, change, msg):
+    lines = {"name": 'name = "bad"', "models": 'models = ["LPD-MLP-B-0.1"]', "epsilons": "epsilons = [0.1]",
+             "methods": 'methods = ["pgd"]'}
+    key = change.split("=")[0].strip()
+    body = [v for k, v in lines.items() if k != key]
+    text = "\n".join(body + [change]) + "\n"
+    spec_file = tmp_path / "s.toml"
+    spec_file.write_text(text)
+    store = tmp_path / "s.sqlite"
+    res = subprocess.run([sys.executable, "-m", "lpbench.cli", "sweep", "run", str(spec_file), "--store", str(store)],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and msg in res.stderr and "Traceback" not in res.stderr
+    assert not store.exists()
+
+
+def test_unreachable_scheduler_is_a_clear_error_within_seconds(tmp_path):
+    t0 = time.perf_counter()
+    with pytest.raises(LpbenchError, match="cannot reach the dask scheduler"):
+        run_sweep(_spec(), tmp_path / "s.sqlite", scheduler=f"tcp://127.0.0.1:{_free_port()}", connect_timeout=3)
+    assert time.perf_counter() - t0 < 30
