@@ -9,7 +9,9 @@ Options (``ctx.options["milp"]``):
   small, and most targets are then verified by its LP relaxation), ``"lp-greedy"`` or
   ``"interval"``;
 * ``lp_backend`` (default ``"highs"``): solves the LPs of the ``"lp-all"`` tightening and the LP
-  relaxation tried before each target's MILP.
+  relaxation tried before each target's MILP;
+* ``targets``: ``"each"`` (default: one MILP per target the LP relaxation leaves open, most
+  threatening first) or ``"joint"`` (one MILP over all of them).
 
 A sample misclassified at x is falsified with x (``decided_by = "clean"``); then PGD (options
 ``ctx.options["pgd"]``) runs on the batch and a re-checked PGD counterexample decides the sample
@@ -30,13 +32,13 @@ from lpbench.attacks.pgd import PGDConfig, attack
 from lpbench.errors import LpbenchError
 from lpbench.methods import Batch, Context, Method, clean_margins, register
 from lpbench.milp.formulation import DEFAULT_TIGHTENING, TIGHTENINGS, check_relu
-from lpbench.milp.verify import verify_sample
+from lpbench.milp.verify import TARGET_MODES, verify_sample
 from lpbench.network import Network
 from lpbench.problem import Outcome, Perturbation, Status
 from lpbench.solvers import get_backend
 
 DEFAULTS: dict[str, Any] = {"backend": "highs", "backend_options": {}, "time_limit": 3600.0,
-                            "tightening": DEFAULT_TIGHTENING, "lp_backend": "highs"}
+                            "tightening": DEFAULT_TIGHTENING, "lp_backend": "highs", "targets": "each"}
 MILP_BACKENDS = ("highs", "pulp")
 
 
@@ -52,6 +54,8 @@ def options(ctx: Context) -> dict[str, Any]:
         raise ValueError(f"milp time_limit must be a positive number of seconds, got {limit!r}")
     if opts["backend"] not in MILP_BACKENDS:
         raise ValueError(f"milp backend must be one of {MILP_BACKENDS}, got {opts['backend']!r}")
+    if opts["targets"] not in TARGET_MODES:
+        raise ValueError(f"milp targets must be one of {TARGET_MODES}, got {opts['targets']!r}")
     if opts["tightening"] not in TIGHTENINGS:
         raise ValueError(f"milp tightening must be one of {TIGHTENINGS}, got {opts['tightening']!r}")
     return opts
@@ -81,7 +85,7 @@ def run(net: Network, batch: Batch, pset: Perturbation, ctx: Context) -> list[Ou
                                    {"decided_by": "pgd", **base}))
             else:
                 v = verify_sample(net, batch.images[i], label, pset, backend, float(opts["time_limit"]),
-                                  opts["tightening"], lp_backend)
+                                  opts["tightening"], lp_backend, targets=opts["targets"])
                 lo, up = v.margins(net.n_classes)
                 out.append(Outcome("", int(batch.ids[i]), label, v.status, lo, up, v.counterexample,
                                    spent + v.tightening_s + v.solve_s,

@@ -5,7 +5,8 @@ For each target ``j != y`` the MILP ``min f_y - f_j`` over the exact encoding
 relaxation (the triangle relaxation over the same bounds) is solved first: a positive bound
 certified from its duals verifies the target without branching (most targets, once the bounds
 are tight). Otherwise the MILP runs, and stops as soon as its sign is known (HiGHS: dual bound
-above the tolerance, or an incumbent below its negative). Per target:
+above the tolerance, or an incumbent below its negative). With ``targets="joint"`` the targets
+the LP leaves open share one MILP (:func:`joint_milp`) instead. Per target:
 
 * verified iff the LP relaxation's certified bound is > 0, or the solver's proved dual bound, lowered by :func:`tolerance`, is > 0. The dual
   bound of branch and bound rests on floating-point node LPs that are not certified, and the
@@ -32,12 +33,16 @@ import time
 from dataclasses import dataclass, replace
 
 import numpy as np
+import scipy.sparse as sp
 
 from lpbench.attacks.pgd import recheck
 from lpbench.milp.formulation import DEFAULT_TIGHTENING, MILP, milp, tightened_bounds
 from lpbench.network import Network
 from lpbench.problem import Perturbation, Status
 from lpbench.solvers.base import Backend, LinearProgram, LPStatus, MILPResult, MILPStatus
+
+#: How the targets left open by the LP relaxation are solved: a MILP each, or one joint MILP.
+TARGET_MODES = ("each", "joint")
 
 #: The absolute and relative parts of the safety margin taken off every dual bound.
 TOL_ABS, TOL_REL = 1e-6, 1e-6
@@ -99,8 +104,12 @@ def tolerance(lp: LinearProgram, c: np.ndarray, c0: float) -> float:
 
 def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, backend: Backend,
                   time_limit: float, tightening: str = DEFAULT_TIGHTENING, lp_backend: Backend | None = None,
-                  model: MILP | None = None) -> SampleVerdict:
-    """Decide one correctly classified sample by MILP (``model``: a prebuilt MILP to use)."""
+                  model: MILP | None = None, targets: str = "each") -> SampleVerdict:
+    """Decide one correctly classified sample by MILP (``model``: a prebuilt MILP to use).
+    ``targets``: ``"each"`` (a MILP per target left open by the LP relaxation) or ``"joint"``
+    (one MILP over all of them, :func:`_joint`)."""
+    if targets not in TARGET_MODES:
+        raise ValueError(f"targets must be one of {TARGET_MODES}, got {targets!r}")
     if not (isinstance(time_limit, (int, float)) and math.isfinite(time_limit) and time_limit > 0):
         raise ValueError(f"the MILP time limit must be a positive number of seconds, got {time_limit!r}")
     x64 = np.asarray(x, np.float64)
@@ -111,21 +120,28 @@ def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, b
     logits = net.logits64(x64[None])[0]
     order = [int(j) for j in np.argsort(logits[label] - logits, kind="stable") if j != label]
     t0 = time.perf_counter()
-    results, cex = [], None
-    relaxed = replace(model.rel.lp, integrality=None)
-    with (lp_backend or backend).open(relaxed) as session:
+    results, cex, open_ = [], None, []
+    with (lp_backend or backend).open(replace(model.rel.lp, integrality=None)) as session:
         for j in order:
+            c, c0 = model.margin(label, j)
+            lp = session.minimize(c, c0)
+            if lp.status is LPStatus.OPTIMAL and lp.certified_bound > 0:
+                results.append(TargetResult(j, Status.VERIFIED, lp.certified_bound, lp.certified_bound,
+                                            math.nan, "lp relaxation", 0, lp.time_s))
+            else:
+                open_.append((j, lp.certified_bound))
+        box = _margin_box(session, model, label, open_) if targets == "joint" and len(open_) > 1 else None
+    if box is not None:
+        rec, cex = _joint(net, x64, label, pset, model, box, backend, time_limit - (time.perf_counter() - t0))
+        results += rec
+    else:
+        for j, _ in open_:
             left = time_limit - (time.perf_counter() - t0)
             if left <= 0:
                 results.append(TargetResult(j, Status.TIMEOUT, -math.inf, -math.inf, math.nan, "not run", 0,
                                             0.0, message="sample time limit spent on earlier targets"))
                 continue
             c, c0 = model.margin(label, j)
-            lp = session.minimize(c, c0)
-            if lp.status is LPStatus.OPTIMAL and lp.certified_bound > 0:
-                results.append(TargetResult(j, Status.VERIFIED, lp.certified_bound, lp.certified_bound,
-                                            math.nan, "lp relaxation", 0, lp.time_s))
-                continue
             tol = tolerance(model.rel.lp, c, c0)
             res = backend.solve_milp(model.rel.lp, c, c0, left, stop_above=tol, stop_below=-tol)
             target, point = _judge(net, x64, label, pset, model, j, res, tol)
@@ -135,6 +151,65 @@ def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, b
                 break
     return SampleVerdict(_combine([t.status for t in results]), tuple(results), cex, model.tightening,
                          t_s, model.unstable, time.perf_counter() - t0)
+
+
+def _margin_box(session, model: MILP, label: int, open_: list[tuple[int, float]]
+                ) -> list[tuple[int, float, float]] | None:
+    """(target, certified lower, certified upper bound) of each open margin over the LP
+    relaxation, or None if an LP did not give one (the joint MILP then is not built)."""
+    box = []
+    for j, lo in open_:
+        c, c0 = model.margin(label, j)
+        up = session.minimize(-c, -c0)
+        if not (math.isfinite(lo) and up.status is LPStatus.OPTIMAL and math.isfinite(up.certified_bound)):
+            return None
+        box.append((j, lo, -up.certified_bound))
+    return box
+
+
+def joint_milp(model: MILP, label: int, box: list[tuple[int, float, float]]) -> tuple[LinearProgram, np.ndarray]:
+    """One MILP for several targets: ``min t`` with a binary ``s_j`` per target, ``sum s = 1``
+    and ``t >= m_j(v) - M_j (1 - s_j)``, ``M_j = U_j - L`` (``box`` holds each target's sound
+    lower and upper bound of its margin m_j; ``L`` the smallest lower bound, ``t >= L``): for
+    s_j = 1 the other rows are slack, so the optimum is min_j min_v m_j(v) exactly. Returns the
+    program and its objective (the column of t, the last one)."""
+    lp, k = model.rel.lp, len(box)
+    n = lp.n_vars
+    floor = min(lo for _, lo, _ in box)
+    floor -= 1e-6 * (1.0 + abs(floor))  # rows stay valid whatever the rounding of the bounds
+    cs = [model.margin(label, j) for j, _, _ in box]
+    big = np.array([up - floor + 1e-6 * (1.0 + abs(up)) for _, _, up in box])
+    # rows: t - c_j.v - M_j s_j >= c0_j - M_j ; sum_j s_j = 1
+    c_rows = sp.csr_matrix(np.vstack([c for c, _ in cs]))
+    a = sp.vstack([sp.hstack([lp.a, sp.csr_matrix((lp.n_rows, k + 1))]),
+                   sp.hstack([-c_rows, sp.diags(-big), sp.csr_matrix(np.ones((k, 1)))]),
+                   sp.hstack([sp.csr_matrix((1, n)), sp.csr_matrix(np.ones((1, k))), sp.csr_matrix((1, 1))])]).tocsr()
+    c0s = np.array([c0 for _, c0 in cs])
+    full = LinearProgram(a, np.concatenate([lp.row_lo, c0s - big, [1.0]]),
+                         np.concatenate([lp.row_hi, np.full(k, np.inf), [1.0]]),
+                         np.concatenate([lp.var_lo, np.zeros(k), [floor]]),
+                         np.concatenate([lp.var_hi, np.ones(k), [max(up for _, _, up in box) + 1e-6]]),
+                         np.concatenate([lp.integrality, np.ones(k, bool), [False]]))
+    obj = np.zeros(n + k + 1)
+    obj[-1] = 1.0
+    return full, obj
+
+
+def _joint(net, x64, label, pset, model: MILP, box: list[tuple[int, float, float]], backend: Backend,
+           left: float) -> tuple[list[TargetResult], np.ndarray | None]:
+    """The targets of ``box`` decided by one :func:`joint_milp`. The record of the first target
+    carries the solve; the others say they were decided with it."""
+    if left <= 0:
+        return [TargetResult(j, Status.TIMEOUT, -math.inf, -math.inf, math.nan, "not run", 0, 0.0,
+                             message="sample time limit spent") for j, _, _ in box], None
+    full, obj = joint_milp(model, label, box)
+    tol = tolerance(full, obj, 0.0)
+    res = backend.solve_milp(full, obj, 0.0, left, stop_above=tol, stop_below=-tol)
+    first, point = _judge(net, x64, label, pset, model, box[0][0], res, tol)
+    rest = Status.UNKNOWN if first.status is Status.FALSIFIED else first.status
+    others = [replace(first, target=j, status=rest, nodes=0, time_s=0.0,
+                      message=f"joint MILP with target {box[0][0]}") for j, _, _ in box[1:]]
+    return [first, *others], point
 
 
 def _judge(net, x64, label, pset, model: MILP, j: int, res: MILPResult, tol: float
