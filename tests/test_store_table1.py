@@ -1,7 +1,6 @@
 """The results store and the Table 1 experiment on a few samples."""
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import lpbench

@@ -245,3 +245,10 @@ def test_unreachable_scheduler_is_a_clear_error_within_seconds(tmp_path):
     with pytest.raises(LpbenchError, match="cannot reach the dask scheduler"):
         run_sweep(_spec(), tmp_path / "s.sqlite", scheduler=f"tcp://127.0.0.1:{_free_port()}", connect_timeout=3)
     assert time.perf_counter() - t0 < 30
+
+
+def test_the_shipped_sweep_files_are_valid():
+    files = sorted((Path(__file__).resolve().parents[1] / "cluster" / "sweeps").glob("*.toml"))
+    assert files
+    for f in files:
+        assert load_spec(f).jobs()

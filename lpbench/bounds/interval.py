@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from lpbench.network import Act, Conv2d, Dense, Flatten, Layer
+from lpbench.network import Act, Dense, Flatten, Layer
 
 
 def interval_layer(layer: Layer, params, lo: torch.Tensor, hi: torch.Tensor

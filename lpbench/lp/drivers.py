@@ -22,7 +22,7 @@ basis); they are ordered so that consecutive objectives are similar.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
