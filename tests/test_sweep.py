@@ -252,3 +252,33 @@ def test_the_shipped_sweep_files_are_valid():
     assert files
     for f in files:
         assert load_spec(f).jobs()
+
+
+def test_rerun_policies_status_and_export(tmp_path):
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from lpbench.sweep.results import export, status
+    spec = parse_spec({**BASE, "name": "small", "methods": ["pgd", "lp-greedy"], "samples": "0:3"})
+    store = tmp_path / "s.sqlite"
+    assert run_sweep(spec, store, workers=1).written == 6
+    with sqlite3.connect(store) as db:  # pretend two outcomes had failed and timed out
+        db.execute("UPDATE outcomes SET status='error' WHERE method='pgd' AND sample=0")
+        db.execute("UPDATE outcomes SET status='timeout' WHERE method='lp-greedy' AND sample=1")
+    report = run_sweep(spec, store, workers=1, rerun="failed")
+    assert (report.written, report.skipped) == (1, 5)
+    report = run_sweep(spec, store, workers=1, rerun="timeouts")
+    assert (report.written, report.skipped) == (1, 5)
+    with Store(store) as st:
+        assert set(st.frame().status) <= {"verified", "falsified", "unknown"}
+        df = status(st, "small")
+        assert list(df.done) == [3, 3] and list(df.samples) == [3, 3]
+        csv = export(st, "small", tmp_path / "out.csv")
+        pq_path = export(st, "small", tmp_path / "out.parquet")
+        with pytest.raises(LpbenchError, match="no sweep named"):
+            status(st, "nope")
+    assert csv.read_text().startswith("# lpbench sweep small: {")
+    assert len(pd.read_csv(csv, comment="#")) == 6
+    table = pq.read_table(pq_path)
+    assert table.num_rows == 6 and json.loads(table.schema.metadata[b"lpbench.sweep"])["name"] == "small"
+    assert run_sweep(spec, store, workers=1, rerun="all").written == 6
