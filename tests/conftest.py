@@ -45,3 +45,22 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def tampered_cnn_small(tmp_path, shared_mirror, monkeypatch) -> Path:
+    """A mirror whose NOR-CNN-SMALL weights have one byte flipped, in effect for this test (and
+    the worker processes it starts): lpbench must refuse the file (sha256)."""
+    import shutil
+    mirror = tmp_path / "mirror" / "experiment_2"
+    mirror.mkdir(parents=True)
+    src = shared_mirror / "zoo" / "salman2019" / "experiment_2" / "mnist_cnn_small_NOR.pth"
+    shutil.copy(src, mirror / src.name)
+    with open(mirror / src.name, "r+b") as f:  # flip one byte in the middle of the weights
+        f.seek(2000)
+        b = f.read(1)
+        f.seek(2000)
+        f.write(bytes([b[0] ^ 0xFF]))
+    monkeypatch.setenv("LPBENCH_MIRROR", str(mirror.parent))
+    monkeypatch.setenv("LPBENCH_DATA_DIR", str(tmp_path / "data"))
+    return mirror.parent

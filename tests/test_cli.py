@@ -1,7 +1,6 @@
 """The command line: summaries, JSON, and a clean error with exit status 2 for bad input."""
 
 import json
-import shutil
 import sys
 
 import pytest
@@ -68,18 +67,7 @@ def test_cuda_without_gpu_is_a_clean_error(monkeypatch, capsys):
     assert code == 2 and "CUDA" in err
 
 
-def test_tampered_weight_file_is_refused(monkeypatch, capsys, tmp_path, shared_mirror):
-    mirror = tmp_path / "mirror" / "experiment_2"
-    mirror.mkdir(parents=True)
-    src = shared_mirror / "zoo" / "salman2019" / "experiment_2" / "mnist_cnn_small_NOR.pth"
-    shutil.copy(src, mirror / src.name)
-    with open(mirror / src.name, "r+b") as f:  # flip one byte in the middle of the weights
-        f.seek(2000)
-        b = f.read(1)
-        f.seek(2000)
-        f.write(bytes([b[0] ^ 0xFF]))
-    monkeypatch.setenv("LPBENCH_MIRROR", str(mirror.parent))
-    monkeypatch.setenv("LPBENCH_DATA_DIR", str(tmp_path / "data"))
+def test_tampered_weight_file_is_refused(monkeypatch, capsys, tampered_cnn_small):
     code, out, err = run(monkeypatch, capsys, "verify", "NOR-CNN-SMALL", "--eps", "0.01", "--samples", "0:2")
     assert code == 2 and "sha256" in err.lower() and "Traceback" not in err
 

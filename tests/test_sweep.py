@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import sqlite3
@@ -159,18 +158,7 @@ def test_killed_client_resumes_with_only_the_missing_outcomes(tmp_path):
     assert len(after) == 12 and all(after[k] == v for k, v in kept.items())
 
 
-def test_a_raising_task_is_an_error_outcome_and_the_sweep_goes_on(monkeypatch, tmp_path, shared_mirror):
-    mirror = tmp_path / "mirror" / "experiment_2"
-    mirror.mkdir(parents=True)
-    src = shared_mirror / "zoo" / "salman2019" / "experiment_2" / "mnist_cnn_small_NOR.pth"
-    shutil.copy(src, mirror / src.name)
-    with open(mirror / src.name, "r+b") as f:
-        f.seek(2000)
-        b = f.read(1)
-        f.seek(2000)
-        f.write(bytes([b[0] ^ 0xFF]))
-    monkeypatch.setenv("LPBENCH_MIRROR", str(mirror.parent))
-    monkeypatch.setenv("LPBENCH_DATA_DIR", str(tmp_path / "data"))
+def test_a_raising_task_is_an_error_outcome_and_the_sweep_goes_on(tmp_path, tampered_cnn_small):
     spec = parse_spec({**BASE, "models": ["LPD-MLP-B-0.1", "NOR-CNN-SMALL"], "epsilons": [0.1],
                        "methods": ["pgd", "lp-all"], "samples": "0:2"})
     store = tmp_path / "s.sqlite"

@@ -94,11 +94,7 @@ def parse_spec(raw: dict[str, Any], where: str = "sweep") -> SweepSpec:
     if not isinstance(name, str) or not name.strip() or any(c in name for c in "/\\\n"):
         raise bad(f"name must be a non-empty string without slashes, got {name!r}")
     models = _str_list(raw["models"], "models", bad)
-    for m in models:
-        try:
-            model_info(m)
-        except LpbenchError as e:
-            raise bad(str(e)) from None
+    _known(models, model_info, bad)
     eps_raw = raw["epsilons"]
     if isinstance(eps_raw, dict):
         missing = [m for m in models if m not in eps_raw]
@@ -110,11 +106,7 @@ def parse_spec(raw: dict[str, Any], where: str = "sweep") -> SweepSpec:
         eps = _eps_list(eps_raw, bad)
         epsilons = {m: eps for m in models}
     methods = _str_list(raw["methods"], "methods", bad)
-    for m in methods:
-        try:
-            get_method(m)
-        except LpbenchError as e:
-            raise bad(str(e)) from None
+    _known(methods, get_method, bad)
     spec = SweepSpec(name.strip(), models, epsilons, methods,
                      samples=raw.get("samples", 100), norm=raw.get("norm", "linf"),
                      dataset=raw.get("dataset"), device=raw.get("device", "cpu"),
@@ -138,6 +130,15 @@ def _str_list(v: Any, key: str, bad) -> tuple[str, ...]:
     if len(set(v)) != len(v):
         raise bad(f"{key} lists a name twice: {v}")
     return tuple(v)
+
+
+def _known(names: tuple[str, ...], lookup, bad) -> None:
+    """``lookup(name)`` raises LpbenchError (naming the known ones) for an unknown name."""
+    for name in names:
+        try:
+            lookup(name)
+        except LpbenchError as e:
+            raise bad(str(e)) from None
 
 
 def _eps_list(v: Any, bad) -> tuple[float, ...]:
