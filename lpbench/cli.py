@@ -211,7 +211,7 @@ def table1(samples, quick, methods, rows, device, store, out, pgd_steps, pgd_res
     """Regenerate Table 1 of Salman et al. 2019 (bounds on the MNIST robust error)."""
     from lpbench.experiments.api import table1 as run
     from lpbench.experiments.table1 import table1_rows
-    from lpbench.report.writers import provenance, write_table
+    from lpbench.report.writers import provenance
 
     names = _methods(methods)
     _check_device(device)
@@ -248,18 +248,31 @@ def table1(samples, quick, methods, rows, device, store, out, pgd_steps, pgd_res
         b.close()
     n = int(df.n_samples.iloc[0])
     prov["samples"] = f"MNIST test images {_describe(samples, n)}"
+    if "milp" in names:
+        prov["milp"] = f"time limit {time_limit:g} s per sample, {tightening} bound tightening, PGD first"
+    _write_table1(df, Path(out) / ("table1" if samples is None else f"table1_{n}"), prov, store)
+
+
+def _write_table1(df, stem: Path, prov: dict, store) -> None:
+    """Table 1 to ``stem``.{csv,md,tex} in sections; an error if any sample is both verified and
+    falsified."""
+    from lpbench.report.writers import write_table
+
     prov["store"] = f"{store} (outcomes computed {_span(store)})"
-    stem = Path(out) / ("table1" if samples is None else f"table1_{n}")
     pct = [c for c in df.columns if c.endswith("_pct") and not c.startswith("paper_")]
     sections = {
         "Robust error bounds (%), this run": ["network", "epsilon", "n_samples", *pct, "conflicts"],
         "Salman et al. 2019, Table 1 (%)": ["network", "epsilon", *[c for c in df.columns if c.startswith("paper_")]],
         "Compute time (s, summed over samples)": ["network", "epsilon", *[c for c in df.columns if c.endswith("_time_s")]],
     }
+    ci = [c for c in df.columns if c.endswith("_ci95")]
+    if ci:
+        sections["95% confidence intervals of the percentages (Wilson), this subset"] = ["network", "epsilon", *ci]
+        sections["Projected compute time for all 10,000 images (s, from the time per image)"] = [
+            "network", "epsilon", *[c for c in df.columns if c.endswith("_projected_full_s")]]
     if "milp_timeouts" in df.columns:
         sections["MILP: timeouts and errors (samples), time limit per sample"] = [
             "network", "epsilon", "milp_timeouts", "milp_unresolved"]
-        prov["milp"] = f"time limit {time_limit:g} s per sample, {tightening} bound tightening, PGD first"
     decided = [c for c in df.columns if c.endswith("_decided_by")]
     if decided:
         sections["Which method decided each sample (cascade)"] = ["network", "epsilon", *decided]
@@ -268,6 +281,64 @@ def table1(samples, quick, methods, rows, device, store, out, pgd_steps, pgd_res
     click.echo("written: " + ", ".join(str(p) for p in paths))
     if int(df.conflicts.sum()):
         raise LpbenchError("soundness violation: some samples are both falsified and verified (column 'conflicts')")
+
+
+@cli.group()
+def reproduce() -> None:
+    """Regenerate the tables of Salman et al. 2019 as resumable sweeps."""
+
+
+@reproduce.command("table1")
+@click.option("--samples", default=None,
+              help="N (first N), A:B, or random:N[:SEED] (a fixed random subset); default all 10,000.")
+@click.option("--quick", is_flag=True, help="The first 20 test images, MILP limited to 20 s per image.")
+@click.option("--methods", default=",".join(m for m in ("pgd", "milp", "lp-all", "lp-last", "lp-greedy",
+                                                       "crown", "fast-lin", "ibp")), show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes of the embedded cluster (default: one per core).")
+@click.option("--scheduler", default=None, help="A running dask scheduler, e.g. tcp://host:8786.")
+@click.option("--store", type=click.Path(dir_okay=False), default="results/lpbench.sqlite", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True)
+@_time_limit_option
+def reproduce_table1(samples, quick, methods, workers, scheduler, store, out, time_limit) -> None:
+    """Table 1 (all 11 rows): test error, PGD, MILP lower/upper, LP-ALL, LP-LAST, LP-GREEDY,
+    CROWN, Fast-Lin and IBP, MILP timeouts and compute time per column; resumable."""
+    from lpbench.experiments.reproduce import reproduce_table1 as run, table1_spec
+    from lpbench.report.writers import provenance
+
+    names = _methods(methods)
+    if quick:
+        samples = samples or "20"
+        time_limit = min(time_limit, 20.0)
+    options = {"pgd": {"steps": 100, "restarts": 5}}
+    if "milp" in names:
+        options.update(_milp_options(time_limit, "lp-all", "highs"))
+    spec = table1_spec(samples if samples is not None else N_ALL, names, options)
+    bar = None
+
+    def start(dashboard: str, total: int) -> None:
+        nonlocal bar
+        if dashboard:
+            click.echo(f"dask dashboard: {dashboard}", err=True)
+        bar = tqdm(total=total, desc="reproduce table1", unit="outcome", file=sys.stderr)
+
+    def progress(report, total: int) -> None:
+        bar.update(report.written - bar.n)
+
+    try:
+        df, report = run(spec, store, scheduler=scheduler, workers=workers, progress=progress, on_start=start)
+    finally:
+        if bar is not None:
+            bar.close()
+    n = int(df.n_samples.iloc[0])
+    prov = provenance(sweep=spec.to_json(), samples=f"MNIST test images {_describe(samples, n)}")
+    if "milp" in names:
+        prov["milp"] = f"time limit {time_limit:g} s per sample, lp-all bound tightening, PGD first"
+    tag = "" if n == 10000 else f"_random{n}" if str(samples).startswith("random:") else f"_{n}"
+    _write_table1(df, Path(out) / f"table1{tag}", prov, store)
+
+
+N_ALL = "0:10000"
 
 
 TABLE1_NOTES = ("Attack columns (test_error, pgd) are lower bounds on the robust error: a sample counts "
@@ -304,6 +375,8 @@ def _describe(samples, n) -> str:
     if samples is None:
         return f"0:{n} (all)"
     s = str(samples)
+    if s.startswith("random:"):
+        return f"{s} (a fixed random subset of {n})"
     return s if ":" in s else f"0:{n}"
 
 

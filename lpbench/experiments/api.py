@@ -19,11 +19,14 @@ DEFAULT_STORE = Path("results") / "lpbench.sqlite"
 
 
 def sample_ids(spec: int | str | Sequence[int] | None, n_total: int) -> np.ndarray:
-    """Sample indices from ``None`` (all), ``N`` (the first N), ``"A:B"`` or explicit ids."""
+    """Sample indices from ``None`` (all), ``N`` (the first N), ``"A:B"``, ``"random:N[:SEED]"``
+    (a fixed random subset of N, sorted; seed 0 by default) or explicit ids."""
     if spec is None:
         return np.arange(n_total)
     if isinstance(spec, str):
         spec = spec.strip()
+        if spec.startswith("random:"):
+            return _random_ids(spec, n_total)
         if ":" in spec:
             a, _, b = spec.partition(":")
             try:
@@ -45,6 +48,17 @@ def sample_ids(spec: int | str | Sequence[int] | None, n_total: int) -> np.ndarr
     if ids.size == 0 or ids.min() < 0 or ids.max() >= n_total:
         raise LpbenchError(f"sample ids must lie in [0, {n_total})")
     return ids
+
+
+def _random_ids(spec: str, n_total: int) -> np.ndarray:
+    parts = spec.split(":")
+    try:
+        n, seed = int(parts[1]), int(parts[2]) if len(parts) > 2 else 0
+    except (ValueError, IndexError):
+        raise LpbenchError(f"a random subset looks like random:N or random:N:SEED, got {spec!r}") from None
+    if len(parts) > 3 or not 0 < n <= n_total:
+        raise LpbenchError(f"random subset {spec!r}: N must be between 1 and {n_total}")
+    return np.sort(np.random.default_rng(seed).choice(n_total, n, replace=False))
 
 
 def table1(samples: int | str | Sequence[int] | None = None, methods: Sequence[str] = DEFAULT_METHODS,

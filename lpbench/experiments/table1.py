@@ -75,9 +75,11 @@ def run_row(store: Store, row: Row, net: Network, images: np.ndarray,
 
 
 def summarize(frame: pd.DataFrame, rows: Sequence[Row], ids: Sequence[int],
-              methods: Sequence[str], options: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """Percentages per row and method from stored outcomes restricted to the sample ids."""
-    keys = {m: experiment_key(m, dict(options or {})) for m in methods}
+              methods: Sequence[str], options: Mapping[str, Any] | None = None,
+              keys: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Percentages per row and method from stored outcomes restricted to the sample ids
+    (``keys``: each method's experiment key in the store; default that of :func:`run_row`)."""
+    keys = dict(keys) if keys is not None else {m: experiment_key(m, dict(options or {})) for m in methods}
     ids = set(int(i) for i in ids)
     ref = reference().set_index(["network", "epsilon"])
     records = []

@@ -192,37 +192,73 @@ def _check_gpu(spec: SweepSpec, client) -> bool:
 
 def _execute(client, spec: SweepSpec, jobs: list[_Job], gpu: bool, report: SweepReport
              ) -> Iterator[tuple[_Job, list[Outcome], dict]]:
-    """Submit every job and yield (job, outcomes, worker info) as they complete."""
+    """Submit the jobs and yield (job, outcomes, worker info) as they complete. At most
+    ``in_flight`` jobs are on the cluster at once (a new one for each that completes), so
+    results flow to the store from the start and the scheduler never holds the whole sweep."""
     from distributed import as_completed
 
-    from lpbench.methods import get_method
-    final: dict[str, tuple[_Job, list]] = {}  # future key -> (job, futures the chain keeps alive)
-    layouts: dict[tuple[str, int], Any] = {}
-    for job in jobs:
-        opts = _options(spec, job.method)
-        if _chained(spec, job.method):
-            try:
-                layout = _layout(client, layouts, job.model, spec.lp_chunk)
-            except Exception as e:  # e.g. a model file that fails its checksum on the worker  # noqa: BLE001
-                yield job, _errors(job, e), {}
-                continue
-            fut, chain = _submit_lp_all(client, spec, job, layout, opts.get("lp-all", {}))
-        else:
-            torch_task = get_method(job.method).kind in TORCH_KINDS
-            fut = client.submit(tasks.block, job.model, job.data, job.eps, spec.norm, job.method,
-                                list(job.ids), opts, spec.device if torch_task else "cpu", pure=False,
-                                resources={"GPU": 1} if (gpu and torch_task) else None)
-            chain = []
-        final[fut.key] = (job, [fut, *chain])
-    report.tasks += sum(len(c) for _, c in final.values())
-    for fut in as_completed([c[0] for _, c in final.values()]):
-        job, _ = final.pop(fut.key)
+    layouts = _layouts(client, spec, jobs)
+    in_flight = max(64, 16 * max(1, len(client.scheduler_info().get("workers", {}))))
+    waiting = iter(jobs)
+    running: dict[str, tuple[_Job, list]] = {}  # future key -> (job, futures its chain keeps alive)
+    done = as_completed()
+
+    def submit_next() -> list[tuple[_Job, list[Outcome], dict]]:
+        """Submit the next job; jobs that fail before submission are returned as errors."""
+        for job in waiting:
+            layout = layouts.get((job.model, spec.lp_chunk)) if _chained(spec, job.method) else None
+            if isinstance(layout, BaseException):
+                return [(job, _errors(job, layout), {})]
+            futures = _submit(client, spec, job, layout, gpu)
+            report.tasks += len(futures)
+            running[futures[0].key] = (job, futures)
+            done.add(futures[0])
+            return []
+        return []
+
+    for _ in range(in_flight):
+        yield from submit_next()
+    for fut in done:
+        job, _ = running.pop(fut.key)
         if fut.status == "finished":
             outcomes, where = fut.result()
         else:
-            outcomes, where = _errors(job, fut.exception()), {"worker": "", "host": "", "versions": ""}
+            outcomes, where = _errors(job, fut.exception()), {}
         fut.release()
         yield job, outcomes, where
+        while True:  # refill; a job that fails before submission is reported at once
+            failed = submit_next()
+            yield from failed
+            if not failed:
+                break
+
+
+def _submit(client, spec: SweepSpec, job: _Job, layout: list | None, gpu: bool) -> list:
+    """Submit one job's tasks; the future of its outcomes first, then those it depends on."""
+    from lpbench.methods import get_method
+    opts = _options(spec, job.method)
+    if layout is not None:
+        fut, chain = _submit_lp_all(client, spec, job, layout, opts.get("lp-all", {}))
+        return [fut, *chain]
+    torch_task = get_method(job.method).kind in TORCH_KINDS
+    return [client.submit(tasks.block, job.model, job.data, job.eps, spec.norm, job.method, list(job.ids), opts,
+                          spec.device if torch_task else "cpu", pure=False,
+                          resources={"GPU": 1} if (gpu and torch_task) else None)]
+
+
+def _layouts(client, spec: SweepSpec, jobs: list[_Job]) -> dict[tuple[str, int], Any]:
+    """The LP-ALL slice layout of each model with chained jobs, computed on the workers (the
+    client need not load weights) before anything else is queued; an exception in place of the
+    layout of a model whose task failed (e.g. a weight file failing its checksum)."""
+    models = sorted({j.model for j in jobs if _chained(spec, j.method)})
+    futures = {m: client.submit(tasks.lp_layout, m, spec.lp_chunk, pure=False) for m in models}
+    out: dict[tuple[str, int], Any] = {}
+    for m, fut in futures.items():
+        try:
+            out[(m, spec.lp_chunk)] = fut.result()
+        except Exception as e:  # noqa: BLE001  (recorded as the error of that model's LP-ALL outcomes)
+            out[(m, spec.lp_chunk)] = e
+    return out
 
 
 def _options(spec: SweepSpec, method: str) -> dict[str, Any]:
@@ -240,15 +276,6 @@ def _submit_lp_all(client, spec: SweepSpec, job: _Job, layout: list, lp_opts: di
         state = client.submit(tasks.lp_merge, state, layer, *slices, pure=False)
         chain += [*slices, state]
     return client.submit(tasks.lp_finish, *args, state, lp_opts, pure=False), chain
-
-
-def _layout(client, cache: dict, model: str, chunk: int) -> list:
-    """The LP-ALL slice layout of ``model``, computed on a worker (the client need not load the
-    weights) once per run."""
-    key = (model, chunk)
-    if key not in cache:
-        cache[key] = client.submit(tasks.lp_layout, model, chunk, pure=False).result()
-    return cache[key]
 
 
 def _errors(job: _Job, exc: BaseException | None) -> list[Outcome]:
