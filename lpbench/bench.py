@@ -263,7 +263,7 @@ def _write(rows: list[dict], out: str, title: str, notes: str) -> None:
               help="First N test images (LP-ALL on each).")
 @click.option("--workers", "worker_counts", default="1,2", show_default=True,
               help="Comma-separated worker counts of the embedded cluster.")
-@click.option("--chunks", default="50", show_default=True,
+@click.option("--chunks", default="100", show_default=True,
               help="Comma-separated LP-ALL slice sizes (neurons per task).")
 @click.option("--out", default=None, type=click.Path(dir_okay=False),
               help="Also write the rows to OUT.csv/.md/.tex with provenance.")

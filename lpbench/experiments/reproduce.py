@@ -24,7 +24,7 @@ N_TEST = 10000
 
 
 def table1_spec(samples: Any, methods: Sequence[str] = METHODS, options: Mapping[str, Any] | None = None,
-                name: str = "reproduce-table1", block: int = 500, lp_chunk: int = 50) -> SweepSpec:
+                name: str = "reproduce-table1", block: int = 500, lp_chunk: int = 100) -> SweepSpec:
     """The sweep of Table 1's rows (``clean`` always included)."""
     rows = table1_rows()
     models = list(dict.fromkeys(r.model for r in rows))
