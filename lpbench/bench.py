@@ -202,6 +202,8 @@ def bench_milp(cases, samples, time_limit, tightenings, target_modes, backend, o
     from lpbench.problem import Perturbation
     from lpbench.zoo import load_model
 
+    from lpbench.report.writers import provenance
+    prov = provenance()  # the code that runs is the code of the start
     torch.set_num_threads(1)
     data = load_dataset("mnist", "test")
     x, y = data.images[:samples], data.labels[:samples]
@@ -228,7 +230,7 @@ def bench_milp(cases, samples, time_limit, tightenings, target_modes, backend, o
                      "unstable_per_image": float(np.mean([o.stats["unstable"] for o in by_milp] or [0])),
                      "spurious": sum(o.stats.get("spurious", 0) for o in by_milp), "total_s": wall})
         if out:
-            _write(rows, out, "lpbench bench milp: exact MILP verification",
+            _write(rows, out, prov, "lpbench bench milp: exact MILP verification",
                    "Per (model, eps, tightening): outcome counts over the first `samples` MNIST test images "
                    "(clean check and PGD first, then the MILP with early stop on the sign; a target whose LP "
                    "relaxation is certified positive needs no MILP). Solve times (median, p95) are over the "
@@ -245,15 +247,16 @@ def bench_milp(cases, samples, time_limit, tightenings, target_modes, backend, o
                    f"{r['p95_solve_s']:7.2f} {r['mean_tightening_s']:7.3f} {r['unstable_per_image']:8.1f}")
 
 
-def _write(rows: list[dict], out: str, title: str, notes: str) -> None:
-    """``rows`` to OUT.csv/.md/.tex with provenance (rewritten as rows come in)."""
+def _write(rows: list[dict], out: str, prov: dict, title: str, notes: str) -> None:
+    """``rows`` to OUT.csv/.md/.tex with the provenance taken when the command started
+    (rewritten as rows come in)."""
     import pandas as pd
 
-    from lpbench.report.writers import provenance, write_table
+    from lpbench.report.writers import write_table
 
     stem = Path(out)
     stem = stem.with_suffix("") if stem.suffix in (".csv", ".md", ".tex") else stem
-    write_table(pd.DataFrame(rows), stem, provenance(), title, notes)
+    write_table(pd.DataFrame(rows), stem, prov, title, notes)
 
 
 @bench.command("scaling")
@@ -280,6 +283,8 @@ def bench_scaling(model, eps, samples, worker_counts, chunks, out, as_json) -> N
     from lpbench.store import Store
     from lpbench.sweep import parse_spec, run_sweep
 
+    from lpbench.report.writers import provenance
+    prov = provenance()  # the code that runs is the code of the start
     rows = []
     combos = [(int(w), int(c)) for w in worker_counts.split(",") for c in chunks.split(",")]
     for w, c in tqdm(combos, desc="bench scaling", file=sys.stderr, disable=as_json):
@@ -304,7 +309,7 @@ def bench_scaling(model, eps, samples, worker_counts, chunks, out, as_json) -> N
     for r in rows:
         r["speedup"] = r["lps_per_s"] / base[r["lp_chunk"]]
     if out:
-        _write(rows, out, "lpbench bench scaling: LP-ALL sweep throughput on dask", SCALING_NOTES)
+        _write(rows, out, prov, "lpbench bench scaling: LP-ALL sweep throughput on dask", SCALING_NOTES)
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return

@@ -325,13 +325,14 @@ def reproduce_table1(samples, quick, methods, workers, scheduler, store, out, ti
     def progress(report, total: int) -> None:
         bar.update(report.written - bar.n)
 
+    prov = provenance(sweep=spec.to_json())  # the code that runs is the code of the start
     try:
         df, report = run(spec, store, scheduler=scheduler, workers=workers, progress=progress, on_start=start)
     finally:
         if bar is not None:
             bar.close()
     n = int(df.n_samples.iloc[0])
-    prov = provenance(sweep=spec.to_json(), samples=f"MNIST test images {_describe(samples, n)}")
+    prov["samples"] = f"MNIST test images {_describe(samples, n)}"
     if "milp" in names:
         prov["milp"] = f"time limit {time_limit:g} s per sample, lp-all bound tightening, PGD first"
     tag = "" if n == 10000 else f"_random{n}" if str(samples).startswith("random:") else f"_{n}"
