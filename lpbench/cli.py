@@ -291,7 +291,7 @@ def reproduce() -> None:
 @reproduce.command("table1")
 @click.option("--samples", default=None,
               help="N (first N), A:B, or random:N[:SEED] (a fixed random subset); default all 10,000.")
-@click.option("--quick", is_flag=True, help="The first 20 test images, MILP limited to 20 s per image.")
+@click.option("--quick", is_flag=True, help="The first 10 test images, MILP limited to 10 s per image.")
 @click.option("--methods", default=",".join(m for m in ("pgd", "milp", "lp-all", "lp-last", "lp-greedy",
                                                        "crown", "fast-lin", "ibp")), show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=None,
@@ -305,32 +305,20 @@ def reproduce_table1(samples, quick, methods, workers, scheduler, store, out, ti
     CROWN, Fast-Lin and IBP, MILP timeouts and compute time per column; resumable."""
     from lpbench.experiments.reproduce import reproduce_table1 as run, table1_spec
     from lpbench.report.writers import provenance
+    from lpbench.sweep.commands import SweepBar
 
     names = _methods(methods)
     if quick:
-        samples = samples or "20"
-        time_limit = min(time_limit, 20.0)
+        samples = samples or "10"
+        time_limit = min(time_limit, 10.0)
     options = {"pgd": {"steps": 100, "restarts": 5}}
     if "milp" in names:
         options.update(_milp_options(time_limit, "lp-all", "highs"))
     spec = table1_spec(samples if samples is not None else N_ALL, names, options)
-    bar = None
-
-    def start(dashboard: str, total: int) -> None:
-        nonlocal bar
-        if dashboard:
-            click.echo(f"dask dashboard: {dashboard}", err=True)
-        bar = tqdm(total=total, desc="reproduce table1", unit="outcome", file=sys.stderr)
-
-    def progress(report, total: int) -> None:
-        bar.update(report.written - bar.n)
-
     prov = provenance(sweep=spec.to_json())  # the code that runs is the code of the start
-    try:
-        df, report = run(spec, store, scheduler=scheduler, workers=workers, progress=progress, on_start=start)
-    finally:
-        if bar is not None:
-            bar.close()
+    with SweepBar("reproduce table1") as bar:
+        df, report = run(spec, store, scheduler=scheduler, workers=workers, progress=bar.progress,
+                         on_start=bar.start)
     n = int(df.n_samples.iloc[0])
     prov["samples"] = f"MNIST test images {_describe(samples, n)}"
     if "milp" in names:

@@ -270,3 +270,24 @@ def test_rerun_policies_status_and_export(tmp_path):
     table = pq.read_table(pq_path)
     assert table.num_rows == 6 and json.loads(table.schema.metadata[b"lpbench.sweep"])["name"] == "small"
     assert run_sweep(spec, store, workers=1, rerun="all").written == 6
+
+
+def test_reproduce_table1_writes_the_table_with_intervals(tmp_path):
+    """`lpbench reproduce table1` runs the 11 rows as a sweep and writes Table 1 with Wilson
+    intervals and projected full-set cost over a subset; a re-run computes nothing."""
+    args = [sys.executable, "-m", "lpbench.cli", "reproduce", "table1", "--samples", "random:3", "--methods",
+            "pgd,lp-greedy,ibp", "--workers", "1", "--store", str(tmp_path / "s.sqlite"), "--out", str(tmp_path)]
+    res = subprocess.run(args, capture_output=True, text=True, timeout=600, env=_env())
+    assert res.returncode == 0, res.stderr
+    import pandas as pd
+    df = pd.read_csv(tmp_path / "table1_random3.csv", comment="#")
+    assert len(df) == 11 and (df.conflicts == 0).all()
+    assert (df.pgd_lower_pct <= df.lp_greedy_upper_pct).all() and (df.lp_greedy_upper_pct <= df.ibp_upper_pct).all()
+    assert df.lp_greedy_upper_ci95.str.match(r"\[\d+\.\d\d, \d+\.\d\d\]").all()
+    assert (df.lp_greedy_projected_full_s > 0).all()
+    text = (tmp_path / "table1_random3.md").read_text()
+    assert "random:3 (a fixed random subset of 3)" in text and "reproduce-table1" in text
+    res = subprocess.run(args, capture_output=True, text=True, timeout=600, env=_env())
+    assert res.returncode == 0 and "dask dashboard" not in res.stderr  # all stored: no cluster started
+    again = pd.read_csv(tmp_path / "table1_random3.csv", comment="#")
+    assert again.filter(like="_pct").equals(df.filter(like="_pct"))

@@ -10,6 +10,30 @@ from tqdm import tqdm
 from lpbench.errors import LpbenchError
 
 
+class SweepBar:
+    """The progress bar of a sweep (outcomes written, with status counts), opened once the
+    cluster is up; prints the dashboard link. Use as a context manager."""
+
+    def __init__(self, desc: str) -> None:
+        self.desc, self.bar = desc, None
+
+    def start(self, dashboard: str, total: int) -> None:
+        if dashboard:
+            click.echo(f"dask dashboard: {dashboard}", err=True)
+        self.bar = tqdm(total=total, desc=self.desc, unit="outcome", file=sys.stderr)
+
+    def progress(self, report, total: int) -> None:
+        self.bar.update(report.written - self.bar.n)
+        self.bar.set_postfix({k: report.counts.get(k, 0) for k in ("verified", "falsified", "unknown", "timeout", "error")})
+
+    def __enter__(self) -> "SweepBar":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 @click.group()
 def sweep() -> None:
     """Benchmark sweeps on dask.distributed (see cluster/README.md)."""
@@ -35,24 +59,9 @@ def sweep_run(spec: str, scheduler: str | None, workers: int | None, rerun: str 
     sw = load_spec(spec)
     click.echo(f"sweep {sw.name}: {len(sw.models)} model(s), {len(sw.methods)} method(s); spec {sw.to_json()}",
                err=True)
-    bar = None
-
-    def start(dashboard: str, total: int) -> None:
-        nonlocal bar
-        if dashboard:
-            click.echo(f"dask dashboard: {dashboard}", err=True)
-        bar = tqdm(total=total, desc=f"sweep {sw.name}", unit="outcome", file=sys.stderr)
-
-    def progress(report, total: int) -> None:
-        bar.update(report.written - bar.n)
-        bar.set_postfix({k: report.counts.get(k, 0) for k in ("verified", "falsified", "unknown", "timeout", "error")})
-
-    try:
+    with SweepBar(f"sweep {sw.name}") as bar:
         report = run_sweep(sw, store, scheduler=scheduler, workers=workers, rerun=rerun,
-                           connect_timeout=connect_timeout, progress=progress, on_start=start)
-    finally:
-        if bar is not None:
-            bar.close()
+                           connect_timeout=connect_timeout, progress=bar.progress, on_start=bar.start)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items())) or "nothing new"
     click.echo(f"sweep {sw.name}: {report.written} outcomes written ({counts}), {report.skipped} already "
                f"stored, {report.tasks} tasks, {report.wall_s:.1f} s; store {store}")

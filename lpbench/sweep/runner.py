@@ -113,7 +113,7 @@ def _missing(spec: SweepSpec, st: Store, rerun: str | None, report: SweepReport)
         key = experiment(spec, method)
         if rerun is not None:
             st.delete(key, model, eps, spec.norm, method,
-                            None if rerun == "all" else ["error"] if rerun == "failed" else ["timeout"])
+                      None if rerun == "all" else ["error"] if rerun == "failed" else ["timeout"])
         data, ids, labels = sample_set(spec, model)
         have = st.done(key, model, eps, spec.norm, method)
         keep = np.array([int(i) not in have for i in ids], bool)
@@ -157,8 +157,6 @@ class _client:
                 self.client.wait_for_workers(1, timeout=self.timeout)
             return self.client
         n = self.workers or os.cpu_count() or 1
-        if n < 1:
-            raise LpbenchError(f"--workers must be >= 1, got {n}")
         one = {k: "1" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
         self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                     dashboard_address=":0", silence_logs=logging.ERROR, env=one)
