@@ -57,14 +57,18 @@ class LinearProgram:
         return self.a.shape[0]
 
 
-class LPStatus(str, Enum):
+class _Named(str, Enum):
+    """A status that prints as its value."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class LPStatus(_Named):
     OPTIMAL = "optimal"
     INFEASIBLE = "infeasible"
     TIME_LIMIT = "time_limit"
     ERROR = "error"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,7 +96,7 @@ class RawSolution:
     iterations: int = 0
 
 
-class MILPStatus(str, Enum):
+class MILPStatus(_Named):
     """How a MILP solve ended: ``stopped`` = interrupted once the requested sign was known."""
 
     OPTIMAL = "optimal"
@@ -100,9 +104,6 @@ class MILPStatus(str, Enum):
     TIME_LIMIT = "time_limit"
     INFEASIBLE = "infeasible"
     ERROR = "error"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True, eq=False)

@@ -21,10 +21,7 @@ def stored_spec(st: Store, name: str) -> SweepSpec:
     if raw is None:
         known = ", ".join(st.sweeps()) or "none"
         raise LpbenchError(f"no sweep named {name!r} in {st.path} (known: {known})")
-    d = json.loads(raw)
-    d["epsilons"] = {m: list(e) for m, e in d["epsilons"].items()}
-    d["models"], d["methods"] = list(d["models"]), list(d["methods"])
-    return parse_spec(d, f"stored sweep {name!r}")
+    return parse_spec(json.loads(raw), f"stored sweep {name!r}")
 
 
 def outcomes(st: Store, spec: SweepSpec) -> pd.DataFrame:
