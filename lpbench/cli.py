@@ -386,9 +386,11 @@ def _check_device(device: str) -> None:
 
 def main() -> None:
     from lpbench.bench import bench
+    from lpbench.experiments.commands import table2
     from lpbench.sweep.commands import sweep
     cli.add_command(bench)
     cli.add_command(sweep)
+    reproduce.add_command(table2)
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:

@@ -6,6 +6,7 @@ Every task runs torch and the solvers on one thread.
 
 * :func:`block` -- any registered method on a block of samples (torch methods batched; the MILP
   gets one sample per task);
+* :func:`radius` -- one sample's radius search (bisection) for one method (Table 2);
 * LP-ALL as a chain per sample: :func:`lp_start` (cheap bounds) -> per activation layer, the
   neuron slices :func:`lp_slice` and :func:`lp_merge` (a layer waits for the whole previous
   layer) -> :func:`lp_finish` (the margin LPs, step B).
@@ -80,6 +81,21 @@ def block(model: str, data: str, eps: float, norm: str, method: str, ids: list[i
     outs = verify(net, d.images[ids], d.labels[ids], Perturbation(eps, norm), [method], ids=ids,
                   device=device, batch_size=max(1, len(ids)), options=options)
     return outs, worker_info()
+
+
+def radius(model: str, data: str, sample: int, label: int, method: str, kind: str, lo: float, hi: float,
+           tol: float, norm: str, known: dict[float, bool], options: dict[str, Any]
+           ) -> tuple[list[tuple[float, Outcome]], dict[str, str]]:
+    """A radius search (:func:`lpbench.radius.search`) of one sample, resumed from ``known``
+    probes; returns the new probes as (epsilon, outcome) pairs."""
+    from lpbench.radius import search
+    _one_thread()
+    net, d = network(model), dataset(data)
+    if int(d.labels[sample]) != label:
+        raise ValueError(f"sample {sample} of {data} has label {d.labels[sample]}, not {label}")
+    r = search(net, d.images[sample], label, method, kind=kind, lo=lo, hi=hi, tol=tol, norm=norm,
+               known=known, options=options)
+    return [(eps, replace(o, sample=int(sample))) for eps, o in r.probes], worker_info()
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,0 +1,142 @@
+"""``lpbench reproduce table2``: the command-line face of :mod:`lpbench.experiments.table2`."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from lpbench.errors import LpbenchError
+
+TABLE2_NOTES = (
+    "Radii are l_inf epsilons x 1e-3, means over the `n_correct` samples the model classifies correctly "
+    "(a misclassified sample has distortion 0 and no gap; the searches still run and are checked). `pgd` is the upper end: the smallest "
+    "epsilon at which PGD found an adversarial example re-checked in float64. Certifier columns are the "
+    "largest epsilon the method verified; `milp` the exact minimum distortion to the bisection tolerance "
+    "(`milp_exact`: samples whose MILP probes all finished). `*_gap_median_pct` is the median over the "
+    "correctly classified samples of 100 (eps_PGD - eps_cert) / eps_PGD; `*_gap_ci95` a distribution-free 95% interval of that "
+    "median (order statistics x_(k), x_(n+1-k), k = 2 for n = 10). `violations` counts certified radii "
+    "above the attacked one or above the MILP's upper end (must be 0). Search: bisection to an absolute "
+    "tolerance; PGD, IBP, CROWN and LP-GREEDY on [0, eps_max]; LP-LAST and LP-ALL on [r(LP-GREEDY), "
+    "r(PGD)] (they dominate LP-GREEDY); the MILP on [r(LP-ALL), r(PGD)]. A reported certified radius is "
+    "always an epsilon at which the method verified the sample; bisection assumes verification is "
+    "monotone in epsilon (true for IBP and the LPs, assumed for CROWN's adaptive slopes).")
+
+
+class _Bar:
+    def __init__(self) -> None:
+        self.bar = None
+
+    def start(self, dashboard: str, total: int) -> None:
+        if dashboard:
+            click.echo(f"dask dashboard: {dashboard}", err=True)
+        self.bar = tqdm(total=total, desc="reproduce table2", unit="search", file=sys.stderr)
+
+    def progress(self, report, left: int) -> None:
+        self.bar.update(self.bar.total - left - self.bar.n)
+        self.bar.set_postfix(probes=report.written)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@click.command("table2")
+@click.option("--models", default=None,
+              help="Comma-separated models or families (e.g. MLP-2-100,NOR-CNN-SMALL); default every "
+                   "experiment-2 MNIST model.")
+@click.option("--methods", default="pgd,ibp,crown,lp-greedy,lp-last,lp-all,milp", show_default=True)
+@click.option("--lp-all", "lp_all", type=click.Choice(["required", "all", "none"]), default="required",
+              show_default=True, help="Models that get the LP-ALL and LP-LAST searches: the four families "
+                                      "the paper's Table 2 needs, every model, or none.")
+@click.option("--milp-models", default="MLP-2-100", show_default=True,
+              help="Models or families that get the exact MILP distortion ('none' for no MILP).")
+@click.option("--samples", default=None, help="MNIST test ids, e.g. 0:10 (default: the manifest's ten).")
+@click.option("--quick", is_flag=True, help="MLP-2-100 models, the first 3 of the ten samples, MILP 10 s per probe.")
+@click.option("--tol", type=float, default=1e-4, show_default=True, help="Bisection tolerance (absolute epsilon).")
+@click.option("--eps-max", type=float, default=0.5, show_default=True, help="Upper end of the searches.")
+@click.option("--time-limit", type=float, default=600.0, show_default=True, help="MILP seconds per probe.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes of the embedded cluster (default: one per core).")
+@click.option("--scheduler", default=None, help="A running dask scheduler, e.g. tcp://host:8786.")
+@click.option("--store", type=click.Path(dir_okay=False), default="results/lpbench.sqlite", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True)
+def table2(models, methods, lp_all, milp_models, samples, quick, tol, eps_max, time_limit, workers,
+           scheduler, store, out) -> None:
+    """Table 2 and Figure 3: certified and attacked minimum l_inf distortion on the ten test
+    samples for the experiment-2 MNIST models (bisection searches, resumable, on dask)."""
+    from lpbench.experiments import table2 as t2
+    from lpbench.experiments.api import sample_ids
+    from lpbench.report.figure3 import plot_gaps
+    from lpbench.report.writers import provenance, write_table
+
+    if not (math.isfinite(time_limit) and time_limit > 0):
+        raise LpbenchError(f"--time-limit must be a positive number of seconds, got {time_limit}")
+    if quick:
+        models, samples = models or "MLP-2-100", samples or "quick"
+        time_limit = min(time_limit, 10.0)
+    names = _models(models)
+    lp_models = {"all": names, "none": [],
+                 "required": [m for m in names if t2.family(m) in t2.LP_ALL_REQUIRED]}[lp_all]
+    milp = [] if milp_models.strip().lower() == "none" else [m for m in _models(milp_models) if m in names]
+    ids = ()
+    if samples == "quick":
+        from lpbench.zoo import ten_test_images
+        ids = tuple(int(i) for i in ten_test_images()[2][:3])
+    elif samples is not None:
+        ids = tuple(int(i) for i in sample_ids(samples, 10000))
+    options = {"pgd": {"steps": 100, "restarts": 5},
+               "milp": {"time_limit": time_limit, "tightening": "lp-all", "backend": "highs"}}
+    spec = t2.Table2Spec(tuple(names), tuple(m.strip() for m in methods.split(",") if m.strip()),
+                         tuple(lp_models), tuple(milp), ids, eps_max, tol, "linf", options)
+    prov = provenance(spec=spec.to_json())
+    bar = _Bar()
+    try:
+        table, per_sample, report = t2.run_table2(spec, store, scheduler=scheduler, workers=workers,
+                                                  progress=bar.progress, on_start=bar.start)
+    finally:
+        bar.close()
+    prov["samples"] = "MNIST test ids " + ",".join(str(i) for i in (ids or t2._ids(spec)))
+    prov["search"] = f"bisection, tol {tol:g}, eps_max {eps_max:g}, MILP {time_limit:g} s per probe"
+    prov["compute"] = f"{per_sample.time_s.sum():.0f} s summed over every probe (this machine)"
+    tag = "" if not (quick or samples or models) else "_quick" if quick else "_subset"
+    stem = Path(out) / f"table2{tag}"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    per_sample.to_csv(stem.with_name(stem.name + "_samples.csv"), index=False, float_format="%.6g")
+    mean = ["model", "n_samples", "n_correct", *[c for c in table.columns if c.endswith("_mean_e3")]]
+    gaps = ["model", *[c for c in table.columns if "_gap_" in c]]
+    extra = ["model", *[c for c in ("milp_exact", "violations", "finished") if c in table.columns]]
+    sections = {"Mean radius (epsilon x 1e-3)": mean, "Median gap to PGD (%) and its 95% interval": gaps,
+                "Exactness and checks": extra,
+                "Compute (s, summed over probes)": ["model", *[c for c in table.columns if c.endswith("_time_s")]]}
+    paths = write_table(table, stem, prov, "Table 2: bounds on the minimum l_inf adversarial distortion (MNIST)",
+                        TABLE2_NOTES, sections)
+    fig = stem.with_name(stem.name.replace("table2", "figure3"))
+    paths += plot_gaps(table, [m for m in spec.methods if m not in ("pgd", "milp")],
+                       [fig.with_suffix(".png"), fig.with_suffix(".pdf")], prov)
+    click.echo(table[mean].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    click.echo("written: " + ", ".join(str(p) for p in paths))
+    if int(table.violations.sum()):
+        raise LpbenchError("soundness violation: a certified radius exceeds an attacked one (column 'violations')")
+    if not bool(table.finished.all()):
+        raise LpbenchError("some searches did not finish (errors); run the command again to resume them")
+
+
+def _models(spec: str | None) -> list[str]:
+    from lpbench.experiments.table2 import FAMILIES, table2_models
+    from lpbench.zoo import list_models
+    if spec is None:
+        return table2_models()
+    have = {m.name for m in list_models()}
+    out: list[str] = []
+    for part in (p.strip() for p in spec.split(",") if p.strip()):
+        if part in FAMILIES:
+            out += table2_models([part])
+        elif part in have:
+            out.append(part)
+        else:
+            raise LpbenchError(f"unknown model or family {part!r}; families: {', '.join(FAMILIES)}")
+    return list(dict.fromkeys(out))

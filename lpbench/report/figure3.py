@@ -1,0 +1,67 @@
+"""Figure 3 of Salman et al. 2019: the median percentage gap between certified and attacked
+minimum distortion per model and method, with 95% intervals as error bars and the 1.5x and 5x
+gap levels (33.3% and 80%) as reference lines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+COLORS = {"lp-greedy": "#4c72b0", "lp-last": "#dd8452", "lp-all": "#55a868", "crown": "#8172b3",
+          "ibp": "#937860"}
+
+
+def _interval(text: str) -> tuple[float, float]:
+    if not isinstance(text, str) or not text.startswith("["):
+        return np.nan, np.nan
+    a, b = text.strip("[]").split(",")
+    return float(a), float(b)
+
+
+def plot_gaps(table: pd.DataFrame, methods: Sequence[str], paths: Sequence[str | Path],
+              prov: Mapping[str, str]) -> list[Path]:
+    """Grouped bars (one group per model) of ``{method}_gap_median_pct`` with the
+    ``{method}_gap_ci95`` intervals; saved to each of ``paths`` (PNG, PDF, ...)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = [m for m in methods if f"{m}_gap_median_pct" in table.columns]
+    models = list(table.model)
+    x = np.arange(len(models))
+    width = 0.8 / max(1, len(methods))
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.55 * len(models) * max(1, len(methods)) / 2.5), 4.8))
+    for k, m in enumerate(methods):
+        med = table[f"{m}_gap_median_pct"].to_numpy(float)
+        ci = np.array([_interval(t) for t in table.get(f"{m}_gap_ci95", [""] * len(models))])
+        err = np.vstack([med - ci[:, 0], ci[:, 1] - med])
+        err = np.where(np.isfinite(err), np.maximum(err, 0), 0)
+        ax.bar(x + (k - (len(methods) - 1) / 2) * width, med, width, yerr=err, capsize=2,
+               label=m.upper(), color=COLORS.get(m), edgecolor="black", linewidth=0.3)
+    for level, name in ((100 / 3, "1.5x gap"), (80.0, "5x gap")):
+        ax.axhline(level, color="black", linestyle="--", linewidth=0.8)
+        ax.text(len(models) - 0.45, level + 1, name, ha="right", va="bottom", fontsize=8)
+    ax.set_xticks(x)
+    ax.set_xticklabels(models, rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("median gap to PGD (%)\n100 (eps_PGD - eps_cert) / eps_PGD")
+    ax.set_ylim(0, 100)
+    ax.set_xlim(-0.6, len(models) - 0.4)
+    ax.legend(ncol=len(methods), fontsize=8, loc="upper left")
+    ax.set_title("Certified vs attacked minimum l_inf distortion, ten MNIST test samples "
+                 "(error bars: 95% intervals of the median)", fontsize=9)
+    fig.text(0.01, 0.005, f"regenerate: {prov.get('command', '')}  (commit {prov.get('commit', '?')}, "
+                          f"{prov.get('date', '')})", fontsize=6, color="0.35")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    out = []
+    for p in paths:
+        p = Path(p)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"Title": "Figure 3 (lpbench)", "Description" if p.suffix == ".png" else "Subject":
+                f"regenerate with: {prov.get('command', '')}"}
+        fig.savefig(p, dpi=150, metadata=meta)
+        out.append(p)
+    plt.close(fig)
+    return out
