@@ -1,0 +1,170 @@
+"""Radius searches (lpbench.radius) and Table 2 (lpbench reproduce table2).
+
+Soundness: on tiny random networks every certified radius lies below the exact minimum distortion
+of the MILP, and every attacked radius above it; the method re-verifies at its reported radius
+and PGD re-attacks at its own. Bracket replay: a search resumed from its own probes runs none.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lpbench.activations import parse_activation
+from lpbench.experiments import table2 as t2
+from lpbench.methods import verify
+from lpbench.milp.distortion import min_distortion
+from lpbench.network import Act, Dense, Network
+from lpbench.problem import Perturbation, Status
+from lpbench.radius import Bracket, bracket, search
+from lpbench.solvers import get_backend
+
+RELU = Act(parse_activation("relu"))
+CERTIFIERS = ("ibp", "crown", "lp-greedy", "lp-last", "lp-all", "milp")
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _net(seed: int) -> Network:
+    rng = np.random.default_rng(seed)
+    widths = [4, 5, 4, 3]
+    layers = []
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(Dense((rng.normal(size=(b, a)) * 1.5).astype(np.float32),
+                            (0.3 * rng.normal(size=b)).astype(np.float32)))
+        if i < len(widths) - 2:
+            layers.append(RELU)
+    return Network(tuple(layers), (4,), f"tiny{seed}")
+
+
+def _correct_point(net: Network, seed: int) -> tuple[np.ndarray, int]:
+    x = np.random.default_rng(100 + seed).uniform(0.2, 0.8, size=4).astype(np.float32)
+    return x, int(net.logits64(x[None])[0].argmax())
+
+
+def test_bracket_by_hand() -> None:
+    b = bracket({0.1: True, 0.3: False, 0.2: False, 0.15: True}, 0.0, 0.5, "certify")
+    assert (b.lo, b.hi, b.radius) == (0.15, 0.2, 0.15)
+    b = bracket({0.5: True, 0.25: False, 0.4: True, 0.3: False}, 0.0, math.inf, "attack")
+    assert (b.lo, b.hi, b.radius) == (0.3, 0.4, 0.4)
+    assert bracket({}, 0.0, 0.5, "certify").next_probe(1e-3) == 0.25
+    assert Bracket(0.1, 0.1005, "certify").next_probe(1e-3) is None
+    # a non-monotone observation (verified above a failure) keeps the verified epsilon
+    b = bracket({0.1: False, 0.2: True}, 0.0, 0.5, "certify")
+    assert b.radius == 0.2 and b.hi == 0.5
+    with pytest.raises(ValueError):
+        bracket({}, 0.0, 1.0, "sideways")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_radii_bracket_the_exact_distortion(seed: int) -> None:
+    net = _net(seed)
+    x, y = _correct_point(net, seed)
+    exact = min_distortion(net, x.astype(np.float64), y, get_backend("highs"), eps_max=0.5, time_limit=30)
+    assert exact.exact
+    tol = 1e-4
+    pgd = search(net, x, y, "pgd", hi=0.5, tol=tol)
+    assert pgd.kind == "attack"
+    if math.isfinite(pgd.radius):
+        assert pgd.radius >= exact.lower - 1e-9
+        (o,) = verify(net, x[None], [y], Perturbation(pgd.radius), ["pgd"])
+        assert o.status is Status.FALSIFIED
+    # (PGD may also find nothing within eps_max: attacks are incomplete)
+    radii = {}
+    for m in CERTIFIERS:
+        r = search(net, x, y, m, hi=min(0.5, pgd.radius), tol=tol,
+                   options={"milp": {"time_limit": 30.0}})
+        radii[m] = r.radius
+        assert r.radius <= exact.upper + 1e-9, (m, r.radius, exact)  # never beyond a real adversarial point
+        if r.radius > 0:
+            (o,) = verify(net, x[None], [y], Perturbation(r.radius), [m], options={"milp": {"time_limit": 30.0}})
+            assert o.status is Status.VERIFIED, m
+    # the MILP's bisection meets the exact distortion to the tolerance
+    assert radii["milp"] >= exact.lower - tol - 1e-9
+    assert radii["ibp"] <= radii["lp-all"] + tol and radii["lp-greedy"] <= radii["lp-all"] + tol
+
+
+def test_search_resumes_from_its_probes() -> None:
+    net = _net(1)
+    x, y = _correct_point(net, 1)
+    first = search(net, x, y, "crown", hi=0.5, tol=1e-3)
+    known = {eps: o.status is Status.VERIFIED for eps, o in first.probes}
+    again = search(net, x, y, "crown", hi=0.5, tol=1e-3, known=known)
+    assert again.probes == () and again.radius == first.radius
+    half = dict(list(known.items())[:3])
+    resumed = search(net, x, y, "crown", hi=0.5, tol=1e-3, known=half)
+    assert resumed.radius == first.radius and len(resumed.probes) == len(first.probes) - 3
+
+
+def test_misclassified_sample_has_radius_zero() -> None:
+    net = _net(2)
+    x, y = _correct_point(net, 2)
+    wrong = (y + 1) % 3
+    for m in ("pgd", "crown"):
+        r = search(net, x, wrong, m)
+        assert r.radius == 0.0 and [e for e, _ in r.probes] == [0.0]
+        assert r.probes[0][1].status is Status.FALSIFIED
+
+
+def test_bad_search_arguments() -> None:
+    net = _net(3)
+    x, y = _correct_point(net, 3)
+    from lpbench.errors import LpbenchError
+    with pytest.raises(LpbenchError):
+        search(net, x, y, "crown", lo=0.3, hi=0.1)
+    with pytest.raises(LpbenchError):
+        search(net, x, y, "crown", tol=0.0)
+    with pytest.raises(LpbenchError):
+        search(net, x, y, "no-such-method")
+
+
+def test_median_interval() -> None:
+    x = np.arange(10.0)
+    assert t2.median_ci(x) == (1.0, 8.0)  # (x_(2), x_(9)): coverage 97.9% >= 95%
+    assert all(math.isnan(v) for v in t2.median_ci(np.arange(5.0)))  # too few for 95%
+
+
+@pytest.fixture
+def table2_run(tmp_path, shared_mirror):
+    store = tmp_path / "store.sqlite"
+    spec = t2.Table2Spec(("NOR-MLP-2-100",), ("pgd", "ibp", "lp-greedy", "lp-all"), ("NOR-MLP-2-100",), (),
+                         (6139,), 0.5, 1e-3, "linf", {"pgd": {"steps": 50, "restarts": 2}}, "test")
+    table, per_sample, report = t2.run_table2(spec, store, workers=1)
+    return spec, store, table, per_sample, report
+
+
+def test_table2_orders_and_resumes(table2_run) -> None:
+    spec, store, table, per_sample, report = table2_run
+    r = per_sample.set_index("method").radius
+    assert per_sample.finished.all() and report.tasks == 4
+    assert 0 < r["ibp"] <= r["lp-greedy"] <= r["lp-all"] <= r["pgd"]
+    assert int(table.violations.iloc[0]) == 0 and int(table.n_correct.iloc[0]) == 1
+    assert table["lp-all_gap_median_pct"].iloc[0] == pytest.approx(100 * (r["pgd"] - r["lp-all"]) / r["pgd"])
+    again, per_again, rep2 = t2.run_table2(spec, store, workers=1)
+    assert rep2.tasks == 0 and per_again.radius.tolist() == per_sample.radius.tolist()
+
+
+def _lpbench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lpbench.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+
+
+def test_reproduce_table2_command(tmp_path, shared_mirror) -> None:
+    out = tmp_path / "out"
+    res = _lpbench("reproduce", "table2", "--models", "NOR-MLP-2-100", "--samples", "6139:6140",
+                   "--methods", "pgd,ibp,lp-greedy", "--lp-all", "none", "--milp-models", "none",
+                   "--tol", "1e-3", "--workers", "1", "--store", str(tmp_path / "s.sqlite"), "--out", str(out))
+    assert res.returncode == 0, res.stderr[-2000:]
+    df = pd.read_csv(out / "table2_subset.csv", comment="#")
+    assert df.model.tolist() == ["NOR-MLP-2-100"] and df.violations.tolist() == [0]
+    assert (out / "figure3_subset.png").stat().st_size > 10000 and (out / "figure3_subset.pdf").exists()
+    assert "lpbench reproduce table2" in (out / "table2_subset.md").read_text()
+    bad = _lpbench("reproduce", "table2", "--models", "CNN-HUGE", "--store", str(tmp_path / "s.sqlite"))
+    assert bad.returncode == 2 and "unknown model or family 'CNN-HUGE'" in bad.stderr
+    assert "Traceback" not in bad.stderr
