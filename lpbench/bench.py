@@ -320,3 +320,7 @@ SCALING_NOTES = ("LPs: per-neuron and margin LPs solved (stable neurons and redu
                  "seconds inside the tasks (cheap bounds, LP slices, margin LPs), summed; overhead per task: "
                  "(workers x wall - compute) / tasks, i.e. scheduling, transfer and idle time charged to each "
                  "task; speedup: LPs per second against the fewest workers, same slice size.")
+
+
+from lpbench.bound_commands import bench_radius  # noqa: E402  (radius bench, issue 7)
+bench.add_command(bench_radius)

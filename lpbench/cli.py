@@ -386,9 +386,12 @@ def _check_device(device: str) -> None:
 
 def main() -> None:
     from lpbench.bench import bench
+    from lpbench.bound_commands import neurons, radius
     from lpbench.experiments.commands import table2
     from lpbench.sweep.commands import sweep
     cli.add_command(bench)
+    cli.add_command(radius)
+    cli.add_command(neurons)
     cli.add_command(sweep)
     reproduce.add_command(table2)
     try:

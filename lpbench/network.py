@@ -25,7 +25,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from lpbench.activations import Activation, parse_activation
+from lpbench.activations import Activation, ParamRamp, parse_activation
 from lpbench.errors import ModelError
 
 Shape = tuple[int, ...]
@@ -107,6 +107,11 @@ class Network:
 
     def __post_init__(self) -> None:
         self.shapes  # validates the chain of shapes
+        for i, layer in enumerate(self.layers):
+            r = layer.activation.r if isinstance(layer, Act) else None
+            if r is not None and r.shape != self.shapes[i]:
+                raise ModelError(f"layer {i} {layer.activation.spec}: per-neuron r of shape {r.shape}, "
+                                 f"the layer has shape {self.shapes[i]}")
 
     @cached_property
     def shapes(self) -> tuple[Shape, ...]:
@@ -156,12 +161,16 @@ class Network:
                         raise ModelError(f"layer {i} {s}: weight {w.shape}")
                     built.append(Conv2d(w, b, int(kw.get("s", 1)), int(kw.get("p", 0))))
             else:
-                built.append(Act(parse_activation(s)))
+                act = parse_activation(s)
+                if f"{i}.r" in params:  # ParamRamp with a per-neuron threshold
+                    act = act.with_r(np.asarray(params[f"{i}.r"], dtype=np.float64))
+                built.append(Act(act))
         return cls(tuple(built), tuple(int(d) for d in input_shape), name)
 
     @classmethod
     def from_torch(cls, module: torch.nn.Module, input_shape: Sequence[int], name: str = "") -> "Network":
-        """Build from a torch ``nn.Sequential`` of Linear, Conv2d, Flatten, ReLU."""
+        """Build from a torch ``nn.Sequential`` of Linear, Conv2d, Flatten, ReLU, LeakyReLU, Tanh,
+        Sigmoid and :class:`lpbench.activations.ParamRamp`."""
         built: list[Layer] = []
         for m in module.children() if isinstance(module, torch.nn.Sequential) else [module]:
             if isinstance(m, torch.nn.Linear):
@@ -177,6 +186,12 @@ class Network:
                 built.append(Act(parse_activation("relu")))
             elif isinstance(m, torch.nn.LeakyReLU):
                 built.append(Act(parse_activation(f"leaky_relu({m.negative_slope})")))
+            elif isinstance(m, (torch.nn.Tanh, torch.nn.Sigmoid)):
+                built.append(Act(parse_activation(type(m).__name__.lower())))
+            elif isinstance(m, ParamRamp):
+                r = m.r.detach().clamp_min(1e-4).cpu().numpy().astype(np.float64)
+                act = parse_activation(f"param_ramp({m.eta},{float(r.mean())})")
+                built.append(Act(act.with_r(r)))
             else:
                 raise ModelError(f"unsupported torch module {type(m).__name__}")
         return cls(tuple(built), tuple(int(d) for d in input_shape), name)

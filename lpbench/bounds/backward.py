@@ -59,6 +59,19 @@ def backward_bounds(net: Network, params, k: int, lam: torch.Tensor, lines: dict
 
 
 def _backward_chunk(net, params, k, lam, lines, x, pset, upper):
+    lam, bias_lo, bias_up, mag = backward_walk(net, params, k, lam, lines, upper=upper)
+    lam = lam.expand(x.shape[0], *lam.shape[1:])
+    lo, up, mag_in = concretize(lam.flatten(2), x.flatten(1), pset)
+    slack = REL_SLACK * (mag + mag_in) + ABS_SLACK
+    return lo + bias_lo - slack, (up + bias_up + slack) if upper else None
+
+
+def backward_walk(net: Network, params, k: int, lam: torch.Tensor, lines: dict[int, Lines],
+                  stop: int = 0, upper: bool = False):
+    """Walk ``lam . h_k`` back through layers k-1, ..., ``stop``: returns (lam, bias_lo, bias_up,
+    mag) with ``lam . h_k >= lam' . h_stop + bias_lo`` (and ``<= lam' . h_stop + bias_up`` when
+    ``upper``, valid only for symmetric lines); ``mag`` bounds the size of the summed terms.
+    ``lam'`` keeps batch size 1 when ``lam`` is one spec shared by the batch (stride 0)."""
     if lam.shape[0] > 1 and lam.stride(0) == 0:
         # the same coefficients for every sample (an expanded identity): walk the affine layers
         # once, and let the first activation's per-sample lines broadcast them to the batch
@@ -67,7 +80,7 @@ def _backward_chunk(net, params, k, lam, lines, x, pset, upper):
     bias_lo = torch.zeros(1, m, dtype=lam.dtype, device=lam.device)
     bias_up = torch.zeros_like(bias_lo)
     mag = torch.zeros_like(bias_lo)
-    for i in range(k - 1, -1, -1):
+    for i in range(k - 1, stop - 1, -1):
         layer, in_shape = net.layers[i], net.shapes[i]
         if isinstance(layer, Dense):
             w, bb = params[i]
@@ -106,10 +119,7 @@ def _backward_chunk(net, params, k, lam, lines, x, pset, upper):
                 lam = pos * ln.lower_slope.unsqueeze(1) + neg * ln.upper_slope.unsqueeze(1)
         else:  # pragma: no cover - the IR has no other layer kinds
             raise TypeError(f"unsupported layer {layer!r}")
-    lam = lam.expand(x.shape[0], *lam.shape[1:])
-    lo, up, mag_in = concretize(lam.flatten(2), x.flatten(1), pset)
-    slack = REL_SLACK * (mag + mag_in) + ABS_SLACK
-    return lo + bias_lo - slack, (up + bias_up + slack) if upper else None
+    return lam, bias_lo, bias_up, mag
 
 
 def concretize(lam: torch.Tensor, x: torch.Tensor, pset: Perturbation

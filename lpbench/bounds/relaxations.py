@@ -4,19 +4,30 @@ For an activation sigma on an interval [l, u] a relaxation is a pair of lines
 
     lower_slope * z + lower_icpt  <=  sigma(z)  <=  upper_slope * z + upper_icpt   for z in [l, u].
 
-A *policy* chooses them. For ReLU every policy uses the chord ``u (z - l) / (u - l)`` as the upper
-line of an unstable neuron (the triangle relaxation) and differs in the lower slope alpha in [0, 1]:
+A *strategy* chooses them (Lyu et al. 2021, appendix A.7; Zhang et al. 2018, Tables 2-3):
 
-* ``"same-slope"`` -- alpha = u / (u - l), the Fast-Lin choice; with it the backward pass is the
-  greedy dual of Wong & Kolter 2018 (Salman et al. 2019, Section 4);
-* ``"adaptive"`` -- alpha = 1 if u >= -l else 0, CROWN's adaptive choice (Zhang et al. 2018);
-* ``"zero"`` / ``"one"`` -- alpha = 0 / 1.
+* ``"constant"`` -- slope 0, the lines sigma(l) and sigma(u): the backward engine then reproduces
+  interval bound propagation (IBP) for every monotone activation;
+* ``"tight"`` (alias ``"zero"``) -- for ReLU the triangle with lower slope 0 (leaky ReLU: eta;
+  ParamRamp: the tight column of Lyu et al.'s table): every line is pointwise at least as tight as
+  the constant one, which is what the ordering theorem of Lyu et al. (Theorem 2) needs;
+* ``"adaptive"`` -- CROWN-Ada: lower slope 1 if u >= -l else 0 (the smaller-area choice);
+* ``"same-slope"`` -- Fast-Lin: the lower line parallel to the upper chord, u / (u - l) for ReLU
+  (the greedy dual of Wong & Kolter 2018, Salman et al. 2019 Section 4);
+* ``"one-lb"`` (alias ``"one"``) -- lower slope 1;
+* ``"fixed(a)"`` -- a user-fixed lower slope a in [0, 1] for unstable ReLU / leaky ReLU neurons
+  (leaky ReLU: max(a, eta)).
 
-New activations register a function ``(activation, l, u, policy) -> Lines`` in ``RELAXATIONS``.
+For ReLU every strategy but ``constant`` keeps the chord ``u (z - l) / (u - l)`` as the upper line
+of an unstable neuron. The S-shaped activations (tanh, sigmoid, arctan) have one relaxation, the
+tangent / chord lines of CROWN (:mod:`lpbench.bounds.sshape`), under every strategy but
+``constant``. New activations register a function ``(activation, l, u, strategy) -> Lines`` in
+``RELAXATIONS``; :func:`activation_lines` resolves aliases and handles ``constant`` for all.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -40,24 +51,50 @@ class Lines:
 
 
 RELU_POLICIES = ("same-slope", "adaptive", "zero", "one")
+STRATEGIES = ("constant", "tight", "adaptive", "same-slope", "one-lb")
+ALIASES = {"zero": "tight", "one": "one-lb"}
+_FIXED = re.compile(r"^fixed\(\s*([-+0-9.eE]+)\s*\)$")
+
+
+def parse_strategy(strategy: str) -> tuple[str, float | None]:
+    """``"tight"`` -> ("tight", None); ``"fixed(0.3)"`` -> ("fixed", 0.3); aliases resolved.
+    ValueError for anything else."""
+    m = _FIXED.match(strategy) if isinstance(strategy, str) else None
+    if m is not None:
+        a = float(m.group(1))
+        if not 0.0 <= a <= 1.0:
+            raise ValueError(f"a fixed lower slope must lie in [0, 1], got {a!r}")
+        return "fixed", a
+    name = ALIASES.get(strategy, strategy)
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown bounding-line strategy {strategy!r}; choose from "
+                         f"{', '.join(STRATEGIES)}, fixed(a) (aliases: {', '.join(ALIASES)})")
+    return name, None
 
 
 def relu_lines(act: Activation, l: torch.Tensor, u: torch.Tensor, policy: str) -> Lines:
-    if policy not in RELU_POLICIES:
-        raise ValueError(f"unknown ReLU lower-slope policy {policy!r}; choose from {RELU_POLICIES}")
+    name, fixed = parse_strategy(policy)
     active = l >= 0
     unstable = (l < 0) & (u > 0)
     width = torch.where(unstable, u - l, torch.ones_like(u))
     chord = torch.where(unstable, u / width, active.to(u.dtype))
     upper_icpt = torch.where(unstable, -chord * l, torch.zeros_like(u))
-    if policy == "same-slope":
+    if name == "same-slope":
         return Lines(chord, torch.zeros_like(u), chord, upper_icpt)
-    elif policy == "adaptive":
+    elif name == "adaptive":
         alpha = (u >= -l).to(u.dtype)
+    elif name == "fixed":
+        alpha = torch.full_like(u, fixed)
     else:
-        alpha = torch.full_like(u, 0.0 if policy == "zero" else 1.0)
+        alpha = torch.full_like(u, 0.0 if name == "tight" else 1.0)
     lower_slope = torch.where(unstable, alpha, active.to(u.dtype))
     return Lines(lower_slope, torch.zeros_like(u), chord, upper_icpt)
+
+
+def constant_lines(act: Activation, l: torch.Tensor, u: torch.Tensor) -> Lines:
+    """sigma(l) <= sigma(z) <= sigma(u): slope 0 (monotone activations; IBP as lines)."""
+    zero = torch.zeros_like(u)
+    return Lines(zero, act.forward(l), zero, act.forward(u))
 
 
 RELAXATIONS: dict[str, Callable[[Activation, torch.Tensor, torch.Tensor, str], Lines]] = {
@@ -66,8 +103,25 @@ RELAXATIONS: dict[str, Callable[[Activation, torch.Tensor, torch.Tensor, str], L
 
 
 def activation_lines(act: Activation, l: torch.Tensor, u: torch.Tensor, policy: str) -> Lines:
+    name, _ = parse_strategy(policy)
     try:
         fn = RELAXATIONS[act.name]
     except KeyError:
         raise ValueError(f"no linear relaxation registered for activation {act.name!r}") from None
+    if name == "constant":
+        if not act.monotone:
+            raise ValueError(f"the constant strategy needs a monotone activation, got {act.spec}")
+        return constant_lines(act, l, u)
     return fn(act, l, u, policy)
+
+
+def supported_activations() -> tuple[str, ...]:
+    return tuple(sorted(RELAXATIONS))
+
+
+def _register_builtin() -> None:
+    # the other built-in relaxations live in their own modules and register here
+    from lpbench.bounds import piecewise, sshape  # noqa: F401
+
+
+_register_builtin()

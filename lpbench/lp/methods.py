@@ -147,7 +147,7 @@ def _cascade(net, batch, idx, pset, ctx, policy, opts, cb, clean, sessions, spen
 
 register(Method("lp-all", _runner("all"), "lp",
                 "optimal layer-wise LP: per-neuron LP bounds for every layer, then the margin LPs",
-                "Salman et al. 2019, Section 5.1 (LP-ALL)"))
+                "Salman et al. 2019, Section 5.1 (LP-ALL)", activations=("relu",)))
 register(Method("lp-last", _runner("last"), "lp",
                 "LP-GREEDY intermediate bounds, margin LPs solved exactly",
-                "Salman et al. 2019, Section 5.1 (LP-LAST)"))
+                "Salman et al. 2019, Section 5.1 (LP-LAST)", activations=("relu",)))
