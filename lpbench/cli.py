@@ -389,10 +389,12 @@ def main() -> None:
     from lpbench.bound_commands import neurons, radius
     from lpbench.experiments.commands import table2
     from lpbench.sweep.commands import sweep
+    from lpbench.interop.commands import vnncomp
     cli.add_command(bench)
     cli.add_command(radius)
     cli.add_command(neurons)
     cli.add_command(sweep)
+    cli.add_command(vnncomp)
     reproduce.add_command(table2)
     try:
         cli.main(standalone_mode=False)

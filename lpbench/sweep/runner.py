@@ -100,6 +100,10 @@ def sample_set(spec: SweepSpec, model: str) -> tuple[str, np.ndarray, np.ndarray
     """(data set name, sample ids, labels) of a model in the sweep."""
     from lpbench.experiments.api import sample_ids
     from lpbench.zoo import model_info
+    if spec.instances:  # an instance list: its rows are the samples (lpbench.interop.sweep)
+        from lpbench.interop.sweep import instance_count
+        n = instance_count(spec.instances)
+        return "vnncomp", sample_ids(spec.samples, n), np.full(n, -1)
     data = spec.dataset or model_info(model).dataset
     d = tasks.dataset(data)
     ids = sample_ids(spec.samples, len(d.labels))
@@ -128,14 +132,14 @@ def _missing(spec: SweepSpec, st: Store, rerun: str | None, report: SweepReport)
 
 def _task_size(spec: SweepSpec, method: str) -> int:
     from lpbench.methods import get_method
-    if method == "milp" or _chained(spec, method):
+    if method == "milp" or _chained(spec, method) or spec.instances:
         return 1
     return spec.block if get_method(method).kind in TORCH_KINDS else max(1, spec.block // 10)
 
 
 def _chained(spec: SweepSpec, method: str) -> bool:
     """LP-ALL runs as per-layer slice tasks unless its cascade (a per-sample pipeline) is asked."""
-    return method == "lp-all" and not spec.options.get("lp-all", {}).get("cascade", False)
+    return method == "lp-all" and not spec.instances and not spec.options.get("lp-all", {}).get("cascade", False)
 
 
 class _client:
@@ -235,6 +239,8 @@ def _submit(client, spec: SweepSpec, job: _Job, layout: list | None, gpu: bool) 
     """Submit one job's tasks; the future of its outcomes first, then those it depends on."""
     from lpbench.methods import get_method
     opts = _options(spec, job.method)
+    if spec.instances:
+        return [client.submit(tasks.instance, spec.instances, job.ids[0], job.method, opts, pure=False)]
     if layout is not None:
         fut, chain = _submit_lp_all(client, spec, job, layout, opts.get("lp-all", {}))
         return [fut, *chain]

@@ -11,6 +11,8 @@
     device = "cpu"                 # torch methods; "cuda" where workers hold a GPU
     block = 200                    # samples per torch task
     lp_chunk = 100                 # neurons per LP-ALL task
+    # instances = "bench/instances.csv"   # instead of models/epsilons/samples: a VNN-COMP
+    #                                     # instance list (relative to this file), one task per row
 
     [options.milp]                 # per-method options, as in lpbench.verify
     time_limit = 60
@@ -32,7 +34,7 @@ from typing import Any
 from lpbench.errors import LpbenchError
 
 KEYS = ("name", "models", "epsilons", "methods", "samples", "norm", "dataset", "device", "block",
-        "lp_chunk", "options")
+        "lp_chunk", "options", "instances")
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class SweepSpec:
     block: int = 200
     lp_chunk: int = 100  # bench scaling: 2 workers 1.98x faster than 1 at 100, 1.68x at 50
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    instances: str | None = None  # a VNN-COMP instances.csv (lpbench.interop.sweep)
 
     def to_json(self) -> str:
         """The spec as canonical JSON (echoed into the store and exports)."""
@@ -73,6 +76,10 @@ def load_spec(path: str | Path) -> SweepSpec:
         raise LpbenchError(f"cannot read sweep file {path}: {e.strerror or e}") from None
     except tomllib.TOMLDecodeError as e:
         raise LpbenchError(f"sweep file {path} is not valid TOML: {e}") from None
+    if isinstance(raw.get("instances"), str):  # relative to the sweep file; must exist
+        raw["instances"] = str((path.parent / raw["instances"]).resolve())
+        if not Path(raw["instances"]).is_file():
+            raise LpbenchError(f"{path}: instance list {raw['instances']} not found")
     return parse_spec(raw, str(path))
 
 
@@ -87,6 +94,8 @@ def parse_spec(raw: dict[str, Any], where: str = "sweep") -> SweepSpec:
     unknown = sorted(set(raw) - set(KEYS))
     if unknown:
         raise bad(f"unknown key(s) {unknown}; known: {', '.join(KEYS)}")
+    if raw.get("instances") is not None:
+        raw = _instance_sweep(raw, bad)
     for key in ("name", "models", "epsilons", "methods"):
         if key not in raw:
             raise bad(f"missing key {key!r}")
@@ -94,7 +103,8 @@ def parse_spec(raw: dict[str, Any], where: str = "sweep") -> SweepSpec:
     if not isinstance(name, str) or not name.strip() or any(c in name for c in "/\\\n"):
         raise bad(f"name must be a non-empty string without slashes, got {name!r}")
     models = _str_list(raw["models"], "models", bad)
-    _known(models, model_info, bad)
+    if raw.get("instances") is None:
+        _known(models, model_info, bad)
     eps_raw = raw["epsilons"]
     if isinstance(eps_raw, dict):
         missing = [m for m in models if m not in eps_raw]
@@ -112,7 +122,8 @@ def parse_spec(raw: dict[str, Any], where: str = "sweep") -> SweepSpec:
                      dataset=raw.get("dataset"), device=raw.get("device", "cpu"),
                      block=_positive_int(raw.get("block", 200), "block", bad),
                      lp_chunk=_positive_int(raw.get("lp_chunk", 100), "lp_chunk", bad),
-                     options=_options(raw.get("options", {}), methods, bad, REGISTRY))
+                     options=_options(raw.get("options", {}), methods, bad, REGISTRY),
+                     instances=raw.get("instances"))
     from lpbench.problem import NORMS
     if spec.norm not in NORMS:
         raise bad(f"unknown norm {spec.norm!r}; choose one of {', '.join(NORMS)}")
@@ -120,6 +131,20 @@ def parse_spec(raw: dict[str, Any], where: str = "sweep") -> SweepSpec:
         raise bad(f"device must be 'cpu' or 'cuda[:N]', got {spec.device!r}")
     _check_samples(spec.samples, bad)
     return spec
+
+
+def _instance_sweep(raw: dict[str, Any], bad) -> dict[str, Any]:
+    """An instance-list sweep as an ordinary one: one pseudo model (the list), epsilon 0, and
+    the rows as samples (see :mod:`lpbench.interop.sweep`)."""
+    from lpbench.interop.sweep import instance_model
+    path = raw["instances"]
+    if not isinstance(path, str) or not path.strip():
+        raise bad(f"instances must be the path of an instances.csv, got {path!r}")
+    clash = sorted(k for k in ("models", "epsilons", "samples", "dataset") if raw.get(k) is not None)
+    if clash and not (set(clash) <= {"models", "epsilons", "samples"} and raw.get("models") == [instance_model(path)]):
+        raise bad(f"a sweep over instances takes no {', '.join(clash)} (the instance list fixes them)")
+    model = instance_model(path)
+    return {**raw, "models": [model], "epsilons": [0.0], "samples": ":"}
 
 
 def _str_list(v: Any, key: str, bad) -> tuple[str, ...]:

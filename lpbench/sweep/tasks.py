@@ -6,6 +6,7 @@ Every task runs torch and the solvers on one thread.
 
 * :func:`block` -- any registered method on a block of samples (torch methods batched; the MILP
   gets one sample per task);
+* :func:`instance` -- one row of a VNN-COMP instance list (sweeps with ``instances``);
 * :func:`radius` -- one sample's radius search (bisection) for one method (Table 2);
 * LP-ALL as a chain per sample: :func:`lp_start` (cheap bounds) -> per activation layer, the
   neuron slices :func:`lp_slice` and :func:`lp_merge` (a layer waits for the whole previous
@@ -96,6 +97,13 @@ def radius(model: str, data: str, sample: int, label: int, method: str, kind: st
     r = search(net, d.images[sample], label, method, kind=kind, lo=lo, hi=hi, tol=tol, norm=norm,
                known=known, options=options)
     return [(eps, replace(o, sample=int(sample))) for eps, o in r.probes], worker_info()
+
+
+def instance(path: str, index: int, method: str, options: dict[str, Any]) -> tuple[list[Outcome], dict[str, str]]:
+    """Row ``index`` of a VNN-COMP instance list (:mod:`lpbench.interop.sweep`)."""
+    from lpbench.interop.sweep import instance_outcome
+    _one_thread()
+    return [instance_outcome(path, index, method, options)], worker_info()
 
 
 @dataclass(frozen=True, eq=False)
