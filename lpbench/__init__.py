@@ -6,7 +6,9 @@ The public verbs:
 * :func:`load_dataset` -- MNIST / CIFAR-10 test or training sets;
 * :func:`verify` -- run registered methods (PGD, IBP, Fast-Lin, CROWN, LP-GREEDY, LP-LAST,
   LP-ALL, ...) on samples;
-* :func:`register` -- add your own verifier so that it appears in every table;
+* :func:`register_verifier` -- add your own verifier (a function returning margin lower bounds,
+  or a package entry point ``lpbench.verifiers``) so that it appears in every table and in
+  ``lpbench compare`` (:mod:`lpbench.plugins`); :func:`register` for a full Method;
 * :func:`table1` -- regenerate Table 1 of Salman et al. 2019 (robust-error bounds).
 """
 
@@ -17,8 +19,11 @@ import lpbench.milp.methods  # noqa: E402,F401  (registers milp)
 from lpbench.data import load_dataset  # noqa: E402
 from lpbench.experiments.api import table1  # noqa: E402
 from lpbench.methods import Method, register, verify  # noqa: E402
+from lpbench.plugins import load_entry_points, register_verifier  # noqa: E402
 from lpbench.problem import Outcome, Perturbation, Status  # noqa: E402
 from lpbench.zoo import list_models, load_model  # noqa: E402
 
-__all__ = ["load_model", "list_models", "load_dataset", "verify", "register", "Method", "table1",
+load_entry_points()  # verifiers of installed packages (entry point group lpbench.verifiers)
+
+__all__ = ["load_model", "list_models", "load_dataset", "verify", "register", "register_verifier", "Method", "table1",
            "Perturbation", "Outcome", "Status", "__version__"]

@@ -387,7 +387,7 @@ def _check_device(device: str) -> None:
 def main() -> None:
     from lpbench.bench import bench
     from lpbench.bound_commands import neurons, radius
-    from lpbench.experiments.commands import table2
+    from lpbench.experiments.commands import compare, table2
     from lpbench.sweep.commands import sweep
     from lpbench.interop.commands import vnncomp
     cli.add_command(bench)
@@ -396,6 +396,7 @@ def main() -> None:
     cli.add_command(sweep)
     cli.add_command(vnncomp)
     reproduce.add_command(table2)
+    cli.add_command(compare)
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:

@@ -175,6 +175,7 @@ def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers
     """Run (or resume) every search of ``spec``; returns (per-model table, per-sample radii, report)."""
     from distributed import as_completed
 
+    from lpbench.plugins import shipped
     from lpbench.sweep import tasks
     from lpbench.sweep.runner import _client, _dashboard
 
@@ -200,7 +201,7 @@ def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers
                         opts = {m: v for m, v in spec.options.items() if m in (method, "pgd")}
                         fut = client.submit(tasks.radius, model, "mnist", sample, int(labels[sample]), method,
                                             s.kind(method), lo, hi, spec.tol, spec.norm,
-                                            dict(s.probes.get(k, {})), opts, pure=False)
+                                            dict(s.probes.get(k, {})), opts, shipped(method), pure=False)
                         running[fut.key] = k
                         done.add(fut)
                         report.tasks += 1

@@ -245,8 +245,9 @@ def _submit(client, spec: SweepSpec, job: _Job, layout: list | None, gpu: bool) 
         fut, chain = _submit_lp_all(client, spec, job, layout, opts.get("lp-all", {}))
         return [fut, *chain]
     torch_task = get_method(job.method).kind in TORCH_KINDS
+    from lpbench.plugins import shipped
     return [client.submit(tasks.block, job.model, job.data, job.eps, spec.norm, job.method, list(job.ids), opts,
-                          spec.device if torch_task else "cpu", pure=False,
+                          spec.device if torch_task else "cpu", shipped(job.method), pure=False,
                           resources={"GPU": 1} if (gpu and torch_task) else None)]
 
 

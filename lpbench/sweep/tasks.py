@@ -73,10 +73,13 @@ def _one_thread() -> None:
 
 
 def block(model: str, data: str, eps: float, norm: str, method: str, ids: list[int],
-          options: dict[str, Any], device: str) -> tuple[list[Outcome], dict[str, str]]:
-    """``method`` on the test samples ``ids`` of ``data``."""
+          options: dict[str, Any], device: str, plugin=None) -> tuple[list[Outcome], dict[str, str]]:
+    """``method`` on the test samples ``ids`` of ``data`` (``plugin``: the method itself when it
+    is a user verifier registered in the client only)."""
     from lpbench.methods import verify
+    from lpbench.plugins import ensure
     _one_thread()
+    ensure(plugin)
     net, d = network(model), dataset(data)
     ids = np.asarray(ids, np.int64)
     outs = verify(net, d.images[ids], d.labels[ids], Perturbation(eps, norm), [method], ids=ids,
@@ -85,12 +88,14 @@ def block(model: str, data: str, eps: float, norm: str, method: str, ids: list[i
 
 
 def radius(model: str, data: str, sample: int, label: int, method: str, kind: str, lo: float, hi: float,
-           tol: float, norm: str, known: dict[float, bool], options: dict[str, Any]
+           tol: float, norm: str, known: dict[float, bool], options: dict[str, Any], plugin=None
            ) -> tuple[list[tuple[float, Outcome]], dict[str, str]]:
     """A radius search (:func:`lpbench.radius.search`) of one sample, resumed from ``known``
     probes; returns the new probes as (epsilon, outcome) pairs."""
+    from lpbench.plugins import ensure
     from lpbench.radius import search
     _one_thread()
+    ensure(plugin)
     net, d = network(model), dataset(data)
     if int(d.labels[sample]) != label:
         raise ValueError(f"sample {sample} of {data} has label {d.labels[sample]}, not {label}")
