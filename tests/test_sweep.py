@@ -203,6 +203,14 @@ def test_store_survives_a_writer_killed_mid_write(tmp_path):
     assert n >= 3000 and n % 1000 == 0  # whole transactions only
 
 
+def test_bound_method_options_in_sweeps():
+    spec = parse_spec({**BASE, "methods": ["crown", "crown-ibp"],
+                       "options": {"crown": {"strategy": "fixed(0.5)"}, "crown-ibp": {"beta": 0.5}}})
+    assert spec.options["crown"] == {"strategy": "fixed(0.5)"}
+    with pytest.raises(LpbenchError, match="options.crown-ibp"):
+        parse_spec({**BASE, "methods": ["crown-ibp"], "options": {"crown-ibp": {"beta": 2}}})
+
+
 @pytest.mark.parametrize("change,msg", [
     ('models = ["NO-SUCH-NET"]', "Known models"),
     ('methods = ["pgd", "magic"]', "unknown method"),
@@ -211,6 +219,7 @@ def test_store_survives_a_writer_killed_mid_write(tmp_path):
     ('block = 0', "block"),
     ('[options.milp]\ntime_limit = 0', "time_limit"),
     ('[options.pgd]\nstepz = 3', "options.pgd"),
+    ('[options.crown]\nstrategy = "sideways"', "options.crown"),
     ('name = ', "not valid TOML"),
 ])
 def test_bad_sweep_files_fail_before_any_work(tmp_path, change, msg):

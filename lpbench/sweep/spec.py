@@ -212,7 +212,7 @@ def _options(v: Any, methods: tuple[str, ...], bad, registry) -> dict[str, dict[
 
 def _check_method_options(name: str, opts: dict[str, Any]) -> None:
     """Raise ValueError/TypeError for options the method would refuse."""
-    from lpbench.methods import Context
+    from lpbench.methods import BOUND_OPTIONS, Context, bound_options
     ctx = Context("cpu", 1, {name: opts})
     if name == "pgd":
         from lpbench.attacks.pgd import PGDConfig
@@ -223,5 +223,7 @@ def _check_method_options(name: str, opts: dict[str, Any]) -> None:
     elif name == "milp":
         from lpbench.milp.methods import options
         options(ctx)
+    elif name in BOUND_OPTIONS:
+        bound_options(name, opts)
     elif opts:
         raise ValueError(f"method {name!r} takes no options")
