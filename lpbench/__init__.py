@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 
 import lpbench.lp.methods  # noqa: E402,F401  (registers lp-all and lp-last)
 import lpbench.milp.methods  # noqa: E402,F401  (registers milp)
+import lpbench.certificates.methods  # noqa: E402,F401  (registers simplex, op-norm, fast-lip, lmt, bcp, ...)
 from lpbench.data import load_dataset  # noqa: E402
 from lpbench.experiments.api import table1  # noqa: E402
 from lpbench.methods import Method, register, verify  # noqa: E402

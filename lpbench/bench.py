@@ -324,3 +324,6 @@ SCALING_NOTES = ("LPs: per-neuron and margin LPs solved (stable neurons and redu
 
 from lpbench.bound_commands import bench_radius  # noqa: E402  (radius bench, issue 7)
 bench.add_command(bench_radius)
+
+from lpbench.certificates.bench import bench_certificates  # noqa: E402  (certificates bench, issue 8)
+bench.add_command(bench_certificates)
