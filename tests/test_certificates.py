@@ -28,6 +28,7 @@ import torch
 from scipy.optimize import linprog, minimize
 
 import lpbench  # noqa: F401  (registers every method)
+from helpers import random_relu_net
 from lpbench.activations import Activation, parse_activation
 from lpbench.attacks.pgd import PGDConfig, attack
 from lpbench.certificates import RADIUS, activation_region, certified_radius, region_distance, simplex_certificate
@@ -54,13 +55,7 @@ def _net(seed: int, depth: int | None = None, n_in: int | None = None) -> Networ
     n_in = n_in or int(rng.integers(2, 5))
     depth = depth or int(rng.integers(1, 3))
     widths = [n_in] + [int(rng.integers(2, 4)) for _ in range(depth)] + [3]
-    layers = []
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        layers.append(Dense((rng.normal(size=(b, a)) * 1.5).astype(np.float32),
-                            (0.3 * rng.normal(size=b)).astype(np.float32)))
-        if i < len(widths) - 2:
-            layers.append(RELU)
-    return Network(tuple(layers), (n_in,), f"tiny{seed}")
+    return random_relu_net(rng, widths, f"tiny{seed}")
 
 
 def _sample(net: Network, seed: int) -> tuple[np.ndarray, int]:

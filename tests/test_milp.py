@@ -21,6 +21,7 @@ from scipy.optimize import linprog
 
 import lpbench.lp.methods  # noqa: F401  (registers lp-all)
 import lpbench.milp.methods  # noqa: F401  (registers milp)
+from helpers import random_relu_net
 from lpbench.activations import parse_activation, register_activation
 from lpbench.attacks.pgd import pgd_attack, recheck
 from lpbench.errors import LpbenchError
@@ -42,13 +43,7 @@ def _net(seed: int) -> Network:
     rng = np.random.default_rng(seed)
     n_in, depth = int(rng.integers(2, 7)), int(rng.integers(1, 3))
     widths = [n_in] + [int(rng.integers(2, 5)) for _ in range(depth)] + [3]
-    layers = []
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        layers.append(Dense((rng.normal(size=(b, a)) * 1.5).astype(np.float32),
-                            (0.3 * rng.normal(size=b)).astype(np.float32)))
-        if i < len(widths) - 2:
-            layers.append(RELU)
-    return Network(tuple(layers), (n_in,), f"tiny{seed}")
+    return random_relu_net(rng, widths, f"tiny{seed}")
 
 
 def _brute_force(net: Network, x: np.ndarray, label: int, j: int, pset: Perturbation) -> float:

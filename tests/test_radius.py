@@ -16,16 +16,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lpbench.activations import parse_activation
+from helpers import random_relu_net
 from lpbench.experiments import table2 as t2
 from lpbench.methods import verify
 from lpbench.milp.distortion import min_distortion
-from lpbench.network import Act, Dense, Network
+from lpbench.network import Network
 from lpbench.problem import Perturbation, Status
 from lpbench.radius import Bracket, bracket, search
 from lpbench.solvers import get_backend
 
-RELU = Act(parse_activation("relu"))
 CERTIFIERS = ("ibp", "crown", "lp-greedy", "lp-last", "lp-all", "milp")
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -33,14 +32,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def _net(seed: int) -> Network:
     rng = np.random.default_rng(seed)
-    widths = [4, 5, 4, 3]
-    layers = []
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        layers.append(Dense((rng.normal(size=(b, a)) * 1.5).astype(np.float32),
-                            (0.3 * rng.normal(size=b)).astype(np.float32)))
-        if i < len(widths) - 2:
-            layers.append(RELU)
-    return Network(tuple(layers), (4,), f"tiny{seed}")
+    return random_relu_net(rng, [4, 5, 4, 3], f"tiny{seed}")
 
 
 def _correct_point(net: Network, seed: int) -> tuple[np.ndarray, int]:
