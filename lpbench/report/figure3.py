@@ -29,7 +29,9 @@ def plot_gaps(table: pd.DataFrame, methods: Sequence[str], paths: Sequence[str |
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    methods = [m for m in methods if f"{m}_gap_median_pct" in table.columns]
+    order = {m: k for k, m in enumerate(("lp-greedy", "lp-last", "lp-all", "crown", "ibp"))}
+    methods = sorted((m for m in methods if f"{m}_gap_median_pct" in table.columns),
+                     key=lambda m: order.get(m, len(order)))
     models = list(table.model)
     x = np.arange(len(models))
     width = 0.8 / max(1, len(methods))
@@ -37,21 +39,25 @@ def plot_gaps(table: pd.DataFrame, methods: Sequence[str], paths: Sequence[str |
     for k, m in enumerate(methods):
         med = table[f"{m}_gap_median_pct"].to_numpy(float)
         ci = np.array([_interval(t) for t in table.get(f"{m}_gap_ci95", [""] * len(models))])
-        err = np.vstack([med - ci[:, 0], ci[:, 1] - med])
-        err = np.where(np.isfinite(err), np.maximum(err, 0), 0)
-        ax.bar(x + (k - (len(methods) - 1) / 2) * width, med, width, yerr=err, capsize=2,
-               label=m.upper(), color=COLORS.get(m), edgecolor="black", linewidth=0.3)
+        pos = x + (k - (len(methods) - 1) / 2) * width
+        ax.bar(pos, med, width, label=m.upper(), color=COLORS.get(m), edgecolor="black", linewidth=0.3)
+        has = np.isfinite(ci).all(axis=1) & np.isfinite(med)  # no interval below 6 samples
+        if has.any():
+            err = np.vstack([med[has] - ci[has, 0], ci[has, 1] - med[has]])
+            ax.errorbar(pos[has], med[has], yerr=np.maximum(err, 0), fmt="none", ecolor="black",
+                        elinewidth=0.8, capsize=2)
     for level, name in ((100 / 3, "1.5x gap"), (80.0, "5x gap")):
         ax.axhline(level, color="black", linestyle="--", linewidth=0.8)
-        ax.text(len(models) - 0.45, level + 1, name, ha="right", va="bottom", fontsize=8)
+        ax.text(-0.55, level + 1, name, ha="left", va="bottom", fontsize=8)
     ax.set_xticks(x)
     ax.set_xticklabels(models, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("median gap to PGD (%)\n100 (eps_PGD - eps_cert) / eps_PGD")
     ax.set_ylim(0, 100)
     ax.set_xlim(-0.6, len(models) - 0.4)
-    ax.legend(ncol=len(methods), fontsize=8, loc="upper left")
-    ax.set_title("Certified vs attacked minimum l_inf distortion, ten MNIST test samples "
-                 "(error bars: 95% intervals of the median)", fontsize=9)
+    ax.legend(ncol=len(methods), fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    n = int(table.n_correct.max()) if "n_correct" in table.columns and len(table) else 0
+    ax.set_title(f"Median gap between certified and PGD minimum l_inf distortion, up to {n} MNIST test "
+                 "samples\n(error bars: distribution-free 95% intervals of the median)", fontsize=9, pad=22)
     fig.text(0.01, 0.005, f"regenerate: {prov.get('command', '')}  (commit {prov.get('commit', '?')}, "
                           f"{prov.get('date', '')})", fontsize=6, color="0.35")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
