@@ -201,7 +201,8 @@ def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers
                         opts = {m: v for m, v in spec.options.items() if m in (method, "pgd")}
                         fut = client.submit(tasks.radius, model, "mnist", sample, int(labels[sample]), method,
                                             s.kind(method), lo, hi, spec.tol, spec.norm,
-                                            dict(s.probes.get(k, {})), opts, shipped(method), pure=False)
+                                            dict(s.probes.get(k, {})), opts, shipped(method), pure=False,
+                                            priority=_priority(spec, model, method))
                         running[fut.key] = k
                         done.add(fut)
                         report.tasks += 1
@@ -225,6 +226,13 @@ def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers
         per_sample = radii(spec, s)
     report.wall_s = time.perf_counter() - t0
     return summarize(spec, per_sample), per_sample, report
+
+
+def _priority(spec: Table2Spec, model: str, method: str) -> int:
+    """Dask priority: the models in order (a table fills model by model), and within a model
+    the searches that wait on others (LP-LAST, LP-ALL, then the MILP) first once they are ready."""
+    stage = 2 if method == "milp" else 1 if method in STARTS else 0
+    return 10 * (len(spec.models) - spec.models.index(model)) + stage
 
 
 def _ids(spec: Table2Spec) -> np.ndarray:
