@@ -185,8 +185,11 @@ def distortion(model: str, samples: str, eps_max: float, time_limit: float, tigh
 def list_methods() -> None:
     """List the registered verification methods."""
     from lpbench.methods import REGISTRY
+    from lpbench.plugins import LOAD_ERRORS
     for m in REGISTRY.values():
         click.echo(f"{m.name:12} {m.kind:7} {m.summary}" + (f"  [{m.reference}]" if m.reference else ""))
+    for name, why in LOAD_ERRORS.items():
+        click.echo(f"warning: plugin {name} (entry point lpbench.verifiers) failed to load: {why}", err=True)
 
 
 @cli.command()
@@ -323,6 +326,9 @@ def reproduce_table1(samples, quick, methods, workers, scheduler, store, out, ti
     prov["samples"] = f"MNIST test images {_describe(samples, n)}"
     if "milp" in names:
         prov["milp"] = f"time limit {time_limit:g} s per sample, lp-all bound tightening, PGD first"
+    secs = float(df[[c for c in df.columns if c.endswith("_time_s")]].to_numpy().sum())
+    prov["compute"] = (f"{secs:.0f} s = {secs / 3600:.2f} CPU-hours summed over every method and sample on the "
+                       "machines that ran them (Salman et al. 2019: 22 CPU-years for their whole study)")
     tag = "" if n == 10000 else f"_random{n}" if str(samples).startswith("random:") else f"_{n}"
     _write_table1(df, Path(out) / f"table1{tag}", prov, store)
 

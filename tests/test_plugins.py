@@ -150,7 +150,8 @@ def installed_example(tmp_path_factory) -> dict[str, str]:
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lpbench-example-plugin\nVersion: 0.1.0\n")
     text = (EXAMPLE / "pyproject.toml").read_text()
     line = next(ln for ln in text.splitlines() if ln.startswith("best-of-ibp-crown"))
-    (info / "entry_points.txt").write_text(f"[lpbench.verifiers]\n{line.replace(' = ', '=').replace(chr(34), '')}\n")
+    (info / "entry_points.txt").write_text(f"[lpbench.verifiers]\n{line.replace(' = ', '=').replace(chr(34), '')}\n"
+                                           "broken-plugin=lpbench_example_plugin:no_such_function\n")
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
             "OMP_NUM_THREADS": "1"}
 
@@ -164,6 +165,8 @@ def test_entry_point_plugin_in_both_tables_and_compare(installed_example, tmp_pa
     env, store = installed_example, str(tmp_path / "s.sqlite")
     listed = _lpbench(env, "methods")
     assert listed.returncode == 0 and "best-of-ibp-crown" in listed.stdout
+    # a plugin that cannot be loaded breaks nothing and is named
+    assert "broken-plugin" not in listed.stdout and "plugin broken-plugin" in listed.stderr
     t1 = _lpbench(env, "table1", "--samples", "10", "--rows", "8", "--methods", "pgd,lp-greedy,best-of-ibp-crown",
                   "--store", store, "--out", str(tmp_path))
     assert t1.returncode == 0, t1.stderr[-2000:]
