@@ -11,7 +11,10 @@ Options (``ctx.options["milp"]``):
 * ``lp_backend`` (default ``"highs"``): solves the LPs of the ``"lp-all"`` tightening and the LP
   relaxation tried before each target's MILP;
 * ``targets``: ``"each"`` (default: one MILP per target the LP relaxation leaves open, most
-  threatening first) or ``"joint"`` (one MILP over all of them).
+  threatening first) or ``"joint"`` (one MILP over all of them);
+* ``conditional`` (default true): a target still open after a few seconds gets pre-activation
+  bounds conditioned on its counterexample region and a new MILP
+  (:mod:`lpbench.milp.conditional`).
 
 A sample misclassified at x is falsified with x (``decided_by = "clean"``); then PGD (options
 ``ctx.options["pgd"]``) runs on the batch and a re-checked PGD counterexample decides the sample
@@ -38,7 +41,8 @@ from lpbench.problem import Outcome, Perturbation, Status
 from lpbench.solvers import get_backend
 
 DEFAULTS: dict[str, Any] = {"backend": "highs", "backend_options": {}, "time_limit": 3600.0,
-                            "tightening": DEFAULT_TIGHTENING, "lp_backend": "highs", "targets": "each"}
+                            "tightening": DEFAULT_TIGHTENING, "lp_backend": "highs", "targets": "each",
+                            "conditional": True}
 MILP_BACKENDS = ("highs", "pulp")
 
 
@@ -56,6 +60,8 @@ def options(ctx: Context) -> dict[str, Any]:
         raise ValueError(f"milp backend must be one of {MILP_BACKENDS}, got {opts['backend']!r}")
     if opts["targets"] not in TARGET_MODES:
         raise ValueError(f"milp targets must be one of {TARGET_MODES}, got {opts['targets']!r}")
+    if not isinstance(opts["conditional"], bool):
+        raise ValueError(f"milp conditional must be true or false, got {opts['conditional']!r}")
     if opts["tightening"] not in TIGHTENINGS:
         raise ValueError(f"milp tightening must be one of {TIGHTENINGS}, got {opts['tightening']!r}")
     return opts
@@ -85,7 +91,8 @@ def run(net: Network, batch: Batch, pset: Perturbation, ctx: Context) -> list[Ou
                                    {"decided_by": "pgd", **base}))
             else:
                 v = verify_sample(net, batch.images[i], label, pset, backend, float(opts["time_limit"]),
-                                  opts["tightening"], lp_backend, targets=opts["targets"])
+                                  opts["tightening"], lp_backend, targets=opts["targets"],
+                                  conditional=opts["conditional"])
                 lo, up = v.margins(net.n_classes)
                 out.append(Outcome("", int(batch.ids[i]), label, v.status, lo, up, v.counterexample,
                                    spent + v.tightening_s + v.solve_s,

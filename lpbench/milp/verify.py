@@ -6,7 +6,10 @@ relaxation (the triangle relaxation over the same bounds) is solved first: a pos
 certified from its duals verifies the target without branching (most targets, once the bounds
 are tight). Otherwise the MILP runs, and stops as soon as its sign is known (HiGHS: dual bound
 above the tolerance, or an incumbent below its negative). With ``targets="joint"`` the targets
-the LP leaves open share one MILP (:func:`joint_milp`) instead. Per target:
+the LP leaves open share one MILP (:func:`joint_milp`) instead. A target whose MILP is still open
+after ``QUICK_S`` seconds gets bounds conditioned on its counterexample region (the LP bounds of
+every unstable neuron with the row f_y - f_j <= 0 added, :mod:`lpbench.milp.conditional`) and is
+tried again, by a certified LP and a new MILP, for the rest of the time. Per target:
 
 * verified iff the LP relaxation's certified bound is > 0, or the solver's proved dual bound, lowered by :func:`tolerance`, is > 0. The dual
   bound of branch and bound rests on floating-point node LPs that are not certified, and the
@@ -36,6 +39,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from lpbench.attacks.pgd import recheck
+from lpbench.milp.conditional import conditional_bounds
 from lpbench.milp.formulation import DEFAULT_TIGHTENING, MILP, milp, tightened_bounds
 from lpbench.network import Network
 from lpbench.problem import Perturbation, Status
@@ -43,6 +47,11 @@ from lpbench.solvers.base import Backend, LinearProgram, LPStatus, MILPResult, M
 
 #: How the targets left open by the LP relaxation are solved: a MILP each, or one joint MILP.
 TARGET_MODES = ("each", "joint")
+
+#: Seconds a target's MILP runs on the sample's bounds before it gets conditioned bounds.
+QUICK_S = 5.0
+#: Rounds of conditioned LP bound tightening.
+CONDITION_ROUNDS = 2
 
 #: The absolute and relative parts of the safety margin taken off every dual bound.
 TOL_ABS, TOL_REL = 1e-6, 1e-6
@@ -104,10 +113,12 @@ def tolerance(lp: LinearProgram, c: np.ndarray, c0: float) -> float:
 
 def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, backend: Backend,
                   time_limit: float, tightening: str = DEFAULT_TIGHTENING, lp_backend: Backend | None = None,
-                  model: MILP | None = None, targets: str = "each") -> SampleVerdict:
+                  model: MILP | None = None, targets: str = "each", conditional: bool = True) -> SampleVerdict:
     """Decide one correctly classified sample by MILP (``model``: a prebuilt MILP to use).
     ``targets``: ``"each"`` (a MILP per target left open by the LP relaxation) or ``"joint"``
-    (one MILP over all of them, :func:`_joint`)."""
+    (one MILP over all of them, :func:`_joint`). ``conditional``: a target whose MILP is still
+    open after ``QUICK_S`` seconds gets bounds conditioned on its counterexample region
+    (:mod:`lpbench.milp.conditional`) and a new MILP for the rest of the time."""
     if targets not in TARGET_MODES:
         raise ValueError(f"targets must be one of {TARGET_MODES}, got {targets!r}")
     if not (isinstance(time_limit, (int, float)) and math.isfinite(time_limit) and time_limit > 0):
@@ -143,14 +154,52 @@ def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, b
                 continue
             c, c0 = model.margin(label, j)
             tol = tolerance(model.rel.lp, c, c0)
-            res = backend.solve_milp(model.rel.lp, c, c0, left, stop_above=tol, stop_below=-tol)
+            first = min(left, QUICK_S) if conditional else left
+            res = backend.solve_milp(model.rel.lp, c, c0, first, stop_above=tol, stop_below=-tol)
             target, point = _judge(net, x64, label, pset, model, j, res, tol)
+            if target.status is Status.TIMEOUT and first < left:
+                target, point = _conditioned(net, x64, label, pset, model, j, backend, lp_backend or backend,
+                                             t0 + time_limit, target)
             results.append(target)
             if point is not None:
                 cex = point
                 break
     return SampleVerdict(_combine([t.status for t in results]), tuple(results), cex, model.tightening,
                          t_s, model.unstable, time.perf_counter() - t0)
+
+
+def _conditioned(net, x64, label, pset, model: MILP, j: int, backend: Backend, lp_backend: Backend,
+                 deadline: float, first: TargetResult) -> tuple[TargetResult, np.ndarray | None]:
+    """Target ``j`` again, on bounds conditioned on ``f_y - f_j <= 0`` (sound for deciding
+    whether that region is empty, see :mod:`lpbench.milp.conditional`): verified if the
+    certified LP over them, or the new MILP's safe dual bound, is > 0; falsified by a re-checked
+    incumbent; else the first attempt's timeout stands, with the time of both. The recorded
+    ``safe_bound`` stays a lower bound of the margin (see the comment below)."""
+    cond = conditional_bounds(net, x64, label, j, pset, model.pre, lp_backend, CONDITION_ROUNDS, deadline)
+    spent = first.time_s + cond.time_s
+    note = f"conditioned bounds: {cond.rounds} round(s), {cond.lps} LPs, {cond.time_s:.1f} s"
+    m2 = milp(net, x64, pset, cond.pre, model.tightening + "+conditioned")
+    c, c0 = m2.margin(label, j)
+    with lp_backend.open(replace(m2.rel.lp, integrality=None)) as session:
+        lp = session.minimize(c, c0)
+    # a conditioned bound b proves the region empty when b > 0, but bounds the margin itself only
+    # as min(b, 0): the safe bound kept is the best of that and the first attempt's
+    if lp.status is LPStatus.OPTIMAL and lp.certified_bound > 0:
+        return replace(first, status=Status.VERIFIED, safe_bound=max(first.safe_bound, 0.0),
+                       solver_status="conditioned lp relaxation", time_s=spent + lp.time_s,
+                       message=f"{note}; conditioned bound {lp.certified_bound:.6g}"), None
+    left = deadline - time.perf_counter()
+    if left <= 0:
+        return replace(first, time_s=spent, message=note + "; no time left for its MILP"), None
+    tol = tolerance(m2.rel.lp, c, c0)
+    res = backend.solve_milp(m2.rel.lp, c, c0, left, stop_above=tol, stop_below=-tol)
+    if res.status is MILPStatus.INFEASIBLE:  # S_j empty by the solver's word only: not a proof
+        return replace(first, status=Status.UNKNOWN, time_s=spent + res.time_s,
+                       message=note + "; conditioned MILP infeasible (not taken as a proof)"), None
+    target, point = _judge(net, x64, label, pset, m2, j, res, tol)
+    return replace(target, safe_bound=max(first.safe_bound, min(target.safe_bound, 0.0)),
+                   nodes=max(first.nodes, 0) + max(target.nodes, 0), time_s=spent + target.time_s,
+                   message=f"{note}; conditioned bound {target.safe_bound:.6g}; {target.message}".strip("; ")), point
 
 
 def _margin_box(session, model: MILP, label: int, open_: list[tuple[int, float]]

@@ -161,15 +161,18 @@ def _solve_milp(lp: LinearProgram, c: np.ndarray, c0: float, time_limit: float |
         kinds = (highspy.HighsVarType.kContinuous, highspy.HighsVarType.kInteger)
         model.integrality_ = [kinds[int(bool(f))] for f in lp.integrality]
     h.passModel(model)
-    if stop_above is not None or stop_below is not None:
-        hi = math.inf if stop_above is None else stop_above
-        lo = -math.inf if stop_below is None else stop_below
+    seen: dict[str, float] = {}
+    hi = math.inf if stop_above is None else stop_above
+    lo = -math.inf if stop_below is None else stop_below
 
-        def interrupt(event) -> None:
-            out = event.data_out
-            if out.mip_dual_bound > hi or out.objective_function_value < lo:
-                event.interrupt()
-        h.cbMipInterrupt.subscribe(interrupt)
+    def interrupt(event) -> None:
+        """Track the live dual bound (HiGHS's final info holds 0, not -inf, when a limit or an
+        interrupt comes before the branch and bound has a bound) and stop at the thresholds."""
+        out = event.data_out
+        seen["bound"] = float(out.mip_dual_bound)
+        if out.mip_dual_bound > hi or out.objective_function_value < lo:
+            event.interrupt()
+    h.cbMipInterrupt.subscribe(interrupt)
     h.run()
     ms, info = h.getModelStatus(), h.getInfo()
     status = {highspy.HighsModelStatus.kOptimal: MILPStatus.OPTIMAL,
@@ -180,7 +183,10 @@ def _solve_milp(lp: LinearProgram, c: np.ndarray, c0: float, time_limit: float |
     has_point = int(info.primal_solution_status) == 2  # kSolutionStatusFeasible
     primal = np.array(h.getSolution().col_value) if has_point else None
     objective = float(info.objective_function_value) if has_point else math.nan
-    bound = float(info.mip_dual_bound)
+    # optimal: HiGHS's final bound; otherwise the last bound the branch and bound reported
+    bound = float(info.mip_dual_bound) if status is MILPStatus.OPTIMAL else seen.get("bound", -math.inf)
+    if has_point:
+        bound = min(bound, objective)  # a lower bound never exceeds a feasible value
     return MILPResult(status, objective, bound if math.isfinite(bound) else -math.inf, primal,
                       int(info.mip_node_count), message=h.modelStatusToString(ms))
 
