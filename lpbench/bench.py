@@ -247,6 +247,15 @@ def bench_milp(cases, samples, time_limit, tightenings, target_modes, backend, o
                    f"{r['p95_solve_s']:7.2f} {r['mean_tightening_s']:7.3f} {r['unstable_per_image']:8.1f}")
 
 
+def show(rows: list[dict], as_json: bool, digits: str = ".2f") -> None:
+    """Print a bench's rows as JSON, or as a table with floats in format ``digits``."""
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    import pandas as pd
+    click.echo(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:{digits}}"))
+
+
 def _write(rows: list[dict], out: str, prov: dict, title: str, notes: str) -> None:
     """``rows`` to OUT.csv/.md/.tex with the provenance taken when the command started
     (rewritten as rows come in)."""
@@ -276,8 +285,6 @@ def bench_scaling(model, eps, samples, worker_counts, chunks, out, as_json) -> N
     single-threaded workers, and the task overhead against the solve time per task. Each run
     uses a fresh store; the wall time counts from the cluster being up to the last outcome."""
     import tempfile
-
-    import pandas as pd
 
     from lpbench.cli import _eps
     from lpbench.store import Store
@@ -310,10 +317,7 @@ def bench_scaling(model, eps, samples, worker_counts, chunks, out, as_json) -> N
         r["speedup"] = r["lps_per_s"] / base[r["lp_chunk"]]
     if out:
         _write(rows, out, prov, "lpbench bench scaling: LP-ALL sweep throughput on dask", SCALING_NOTES)
-    if as_json:
-        click.echo(json.dumps(rows, indent=1))
-        return
-    click.echo(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    show(rows, as_json)
 
 
 SCALING_NOTES = ("LPs: per-neuron and margin LPs solved (stable neurons and redundant sides skipped). compute: "

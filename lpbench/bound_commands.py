@@ -128,7 +128,7 @@ def bench_radius(models, norms, samples, target, out, as_json) -> None:
     and the time per image of the whole bisection. One thread."""
     import torch
 
-    from lpbench.bench import _write
+    from lpbench.bench import _write, show
     from lpbench.radius_targets import certified_radius
     from lpbench.report.writers import provenance
 
@@ -152,11 +152,7 @@ def bench_radius(models, norms, samples, target, out, as_json) -> None:
                      "fast_lin_s_per_image": res["fast-lin"][1], "crown_ada_s_per_image": res["crown"][1]})
         if out:
             _write(rows, out, prov, "lpbench bench radius: certified radius, CROWN-Ada vs Fast-Lin", RADIUS_NOTES)
-    if as_json:
-        click.echo(json.dumps(rows, indent=1))
-        return
-    import pandas as pd
-    click.echo(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.5g}"))
+    show(rows, as_json, ".5g")
 
 
 RADIUS_NOTES = ("Radii in units of 1e-3. Certified radius = largest epsilon (bisection, tolerance 2e-4 x the search's upper end: 0.5 for "

@@ -20,3 +20,19 @@ def random_relu_net(rng: np.random.Generator, widths: list[int], name: str) -> N
         if i < len(widths) - 2:
             layers.append(RELU)
     return Network(tuple(layers), (widths[0],), name)
+
+
+def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """``lpbench ARGS`` in this process through its real entry point: (exit code, stdout, stderr)."""
+    import sys
+
+    from lpbench.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["lpbench", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as e:
+        code = e.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -482,18 +482,8 @@ def test_targeted_radii_bracket_the_untargeted_one_and_are_certificates():
 
 
 def _cli(monkeypatch, capsys, *args):
-    import sys
-
-    from lpbench.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["lpbench", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = e.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
+    from helpers import run_cli
+    return run_cli(monkeypatch, capsys, *args)
 
 
 def test_cli_neurons_and_targeted_radius(monkeypatch, capsys):

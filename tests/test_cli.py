@@ -1,23 +1,11 @@
 """The command line: summaries, JSON, and a clean error with exit status 2 for bad input."""
 
 import json
-import sys
 
 import pytest
 import torch
 
-from lpbench.cli import main
-
-
-def run(monkeypatch, capsys, *args):
-    monkeypatch.setattr(sys, "argv", ["lpbench", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = e.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
+from helpers import run_cli as run
 
 
 def test_models_lists_the_zoo(monkeypatch, capsys):

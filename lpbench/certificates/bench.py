@@ -157,10 +157,9 @@ def _fmt(v) -> str:
 def bench_certificates(models, samples, norms, lp_all_models, out, as_json) -> None:
     """Certified radii on the ten Table 2 images: simplex, decision-boundary, Op-norm, LMT,
     Fast-Lip, BCP beside CROWN, LP-ALL and PGD, with per-image time (one thread)."""
-    import json
-
     import pandas as pd
 
+    from lpbench.bench import show
     from lpbench.errors import LpbenchError
     from lpbench.report.writers import provenance
 
@@ -182,10 +181,7 @@ def bench_certificates(models, samples, norms, lp_all_models, out, as_json) -> N
         table = table.apply(lambda col: col.map(_fmt))
         _write_sections(table, out, prov)
     bar.close()
-    if as_json:
-        click.echo(json.dumps(rows, indent=1))
-        return
-    click.echo(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    show(rows, as_json, ".4g")
 
 
 def _write_sections(table, out, prov) -> None:
