@@ -73,6 +73,15 @@ def bracket(probes: Mapping[float, bool], lo: float, hi: float, kind: str) -> Br
     return Bracket(float(lo), float(hi), kind)
 
 
+def success(kind: str, status: Status | str) -> bool | None:
+    """What a probe's outcome says: verified (certify) or attacked (attack) -> True; an error
+    -> None (it decides nothing; a replay runs that probe again); anything else -> False."""
+    status = Status(status)
+    if status is Status.ERROR:
+        return None
+    return status is (Status.VERIFIED if kind == "certify" else Status.FALSIFIED)
+
+
 @dataclass(frozen=True)
 class Radius:
     """A finished (or budget-stopped) search: ``lo <= radius <= hi``; ``probes`` the new probes as
@@ -109,7 +118,7 @@ def search(net, image: np.ndarray, label: int, method: str, *, kind: str | None 
 
     def probe(eps: float) -> Bracket:
         o = _run(net, img, label, method, eps, norm, options, device)
-        probes[float(eps)] = o.status is (Status.VERIFIED if kind == "certify" else Status.FALSIFIED)
+        probes[float(eps)] = bool(success(kind, o.status))  # an error counts as a failed probe here
         log.append((float(eps), o))
         return bracket(probes, lo, hi_cert, kind)
 

@@ -160,3 +160,11 @@ def test_reproduce_table2_command(tmp_path, shared_mirror) -> None:
     bad = _lpbench("reproduce", "table2", "--models", "CNN-HUGE", "--store", str(tmp_path / "s.sqlite"))
     assert bad.returncode == 2 and "unknown model or family 'CNN-HUGE'" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_an_error_decides_no_probe() -> None:
+    from lpbench.problem import Status as S
+    from lpbench.radius import success
+    assert success("certify", S.VERIFIED) and success("attack", "falsified")
+    assert success("certify", S.FALSIFIED) is False and success("attack", S.UNKNOWN) is False
+    assert success("certify", "error") is None and success("attack", S.ERROR) is None

@@ -32,8 +32,7 @@ import pandas as pd
 from scipy import stats
 
 from lpbench.errors import LpbenchError
-from lpbench.problem import Status
-from lpbench.radius import TOL, Bracket, bracket
+from lpbench.radius import TOL, Bracket, bracket, success
 from lpbench.store import Store
 
 FAMILIES = ("MLP-2-100", "MLP-9-100", "CNN-SMALL", "CNN-WIDE-1", "CNN-WIDE-2", "CNN-WIDE-4",
@@ -119,9 +118,8 @@ class _Searches:
         self.probes: dict[tuple[str, str, int], dict[float, bool]] = {}
         for m in dict.fromkeys(spec.methods):
             f = st.frame(spec.key(m))
-            for r in f[f.method == m].itertuples():
-                ok = r.status == (Status.FALSIFIED.value if m == "pgd" else Status.VERIFIED.value)
-                self.probes.setdefault((r.model, m, int(r.sample)), {})[float(r.epsilon)] = ok
+            self.record_all(m, [((r.model, m, int(r.sample)), float(r.epsilon), r.status)
+                                for r in f[f.method == m].itertuples()])
 
     def all(self) -> list[tuple[str, str, int]]:
         return [(model, m, int(i)) for model in self.spec.models for m in self.spec.methods_of(model)
@@ -163,10 +161,15 @@ class _Searches:
         return b is not None and b.done(self.spec.tol)
 
     def record(self, key: tuple[str, str, int], probes: list) -> None:
-        model, method, sample = key
-        for eps, o in probes:
-            ok = o.status is (Status.FALSIFIED if method == "pgd" else Status.VERIFIED)
-            self.probes.setdefault(key, {})[float(eps)] = ok
+        self.record_all(key[1], [(key, eps, o.status) for eps, o in probes])
+
+    def record_all(self, method: str, rows) -> None:
+        """Probes as (key, epsilon, status); an error decides nothing, so its search stays open
+        (and is run again) instead of reading as a failed probe."""
+        for key, eps, status in rows:
+            ok = success(self.kind(method), status)
+            if ok is not None:
+                self.probes.setdefault(key, {})[float(eps)] = ok
 
 
 def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers: int | None = None,
@@ -177,7 +180,7 @@ def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers
 
     from lpbench.plugins import shipped
     from lpbench.sweep import tasks
-    from lpbench.sweep.runner import _client, _dashboard
+    from lpbench.sweep.runner import _client, _dashboard, _errors, _Job
 
     t0 = time.perf_counter()
     report = Report()
@@ -195,9 +198,13 @@ def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers
                 running, done = {}, as_completed()
 
                 def submit_ready() -> None:
-                    for k in [k for k in todo if k not in running.values() and s.start(*k) is not None]:
+                    busy = set(running.values())
+                    for k in todo:
+                        start = None if k in busy else s.start(*k)
+                        if start is None:
+                            continue
                         model, method, sample = k
-                        lo, hi = s.start(*k)
+                        lo, hi = start
                         opts = {m: v for m, v in spec.options.items() if m in (method, "pgd")}
                         fut = client.submit(tasks.radius, model, "mnist", sample, int(labels[sample]), method,
                                             s.kind(method), lo, hi, spec.tol, spec.norm,
@@ -215,7 +222,8 @@ def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers
                     if fut.status == "finished":
                         probes, where = fut.result()
                     else:
-                        probes, where = [(0.0, _error(method, sample, int(labels[sample]), fut.exception()))], {}
+                        job = _Job(model, "mnist", 0.0, method, (sample,), (int(labels[sample]),))
+                        probes, where = [(0.0, _errors(job, fut.exception())[0])], {}
                     for eps, o in probes:
                         report.written += st.add(spec.key(method), model, eps, spec.norm, [o], where)
                         report.counts[o.status.value] = report.counts.get(o.status.value, 0) + 1
@@ -240,12 +248,6 @@ def _ids(spec: Table2Spec) -> np.ndarray:
         return np.asarray(spec.samples, np.int64)
     from lpbench.zoo import ten_test_images
     return np.asarray(ten_test_images()[2], np.int64)
-
-
-def _error(method: str, sample: int, label: int, exc: BaseException | None):
-    from lpbench.problem import Outcome
-    return Outcome(method, sample, label, Status.ERROR, None, None, None, 0.0,
-                   {"error": f"{type(exc).__name__}: {exc}" if exc else "task failed"})
 
 
 def radii(spec: Table2Spec, s: _Searches) -> pd.DataFrame:
