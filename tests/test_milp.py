@@ -101,6 +101,25 @@ def test_milp_optimum_equals_brute_force(seed, backend):
 
 
 @pytest.mark.parametrize("seed", range(8))
+def test_cutoff_prunes_only_above_it(seed):
+    """HiGHS with a cutoff: below the optimum it proves "nothing below the cutoff" (a dual bound
+    equal to the cutoff, never above the brute-force optimum); above it, it still finds the optimum."""
+    net = _net(seed)
+    x, label, pset = _sample(net, seed)
+    solver = get_backend("highs")
+    pre, _ = tightened_bounds(net, x, label, pset, "interval")
+    model = milp(net, x, pset, pre, "interval")
+    for j in (j for j in range(net.n_classes) if j != label):
+        exact = _brute_force(net, x, label, j, pset)
+        low = solver.solve_milp(model.rel.lp, *model.margin(label, j), time_limit=30, cutoff=exact - 0.05)
+        assert low.dual_bound == pytest.approx(exact - 0.05) and low.dual_bound <= exact
+        assert not low.objective < exact - 1e-6  # no point below the true minimum
+        high = solver.solve_milp(model.rel.lp, *model.margin(label, j), time_limit=30, cutoff=exact + 0.05)
+        assert high.status.value == "optimal" and high.objective == pytest.approx(exact, abs=1e-6)
+        assert high.dual_bound <= exact + 1e-6
+
+
+@pytest.mark.parametrize("seed", range(8))
 def test_lp_all_below_milp_below_pgd(seed):
     net = _net(seed)
     x, label, pset = _sample(net, seed)
@@ -188,6 +207,8 @@ def test_verdicts_on_tiny_networks_are_sound(seed, targets):
         if v.status is Status.FALSIFIED:
             assert recheck(net, v.counterexample, x, label, pset)[2]
     assert verdicts["highs"].status is verdicts["pulp"].status
+    plain = verify_sample(net, x, label, pset, get_backend("highs"), 30, targets=targets, cutoff=False)
+    assert plain.status is verdicts["highs"].status
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +279,22 @@ def test_inconsistent_bounds_are_an_error_never_verified(backend):
     v = verify_sample(net, x, label, pset, get_backend(backend), 10, model=model)
     assert v.status is Status.ERROR
     assert all(t.status is Status.ERROR for t in v.targets)
-    assert "infeasible" in v.targets[0].message and "broken" in v.targets[0].message
+    assert "exclude x" in v.targets[0].message and "broken" in v.targets[0].message
+
+
+def test_an_infeasible_milp_is_an_error_with_context():
+    """Bounds that hold at x can still be wrong elsewhere; a MILP the solver calls infeasible is
+    then reported, with the tightening and the solver's words, and never counted as verified."""
+    from lpbench.milp.verify import _judge
+    from lpbench.solvers.base import MILPResult, MILPStatus
+    net = _net(1)
+    x, label, pset = _sample(net, 1)
+    pre, _ = tightened_bounds(net, x, label, pset, "interval")
+    model = milp(net, x, pset, pre, "broken")
+    res = MILPResult(MILPStatus.INFEASIBLE, message="Infeasible")
+    target, point = _judge(net, x, label, pset, model, (label + 1) % 3, res, 1e-6)
+    assert target.status is Status.ERROR and point is None
+    assert "infeasible" in target.message and "broken" in target.message and "Infeasible" in target.message
 
 
 @pytest.mark.parametrize("seed", range(6))

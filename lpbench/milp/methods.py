@@ -14,7 +14,9 @@ Options (``ctx.options["milp"]``):
   threatening first) or ``"joint"`` (one MILP over all of them);
 * ``conditional`` (default true): a target still open after a few seconds gets pre-activation
   bounds conditioned on its counterexample region and a new MILP
-  (:mod:`lpbench.milp.conditional`).
+  (:mod:`lpbench.milp.conditional`);
+* ``cutoff`` (default true): each target's first MILP prunes every node whose bound reaches a
+  small positive cutoff (only the sign of the margin matters; HiGHS only, CBC ignores it).
 
 A sample misclassified at x is falsified with x (``decided_by = "clean"``); then PGD (options
 ``ctx.options["pgd"]``) runs on the batch and a re-checked PGD counterexample decides the sample
@@ -42,7 +44,7 @@ from lpbench.solvers import get_backend
 
 DEFAULTS: dict[str, Any] = {"backend": "highs", "backend_options": {}, "time_limit": 3600.0,
                             "tightening": DEFAULT_TIGHTENING, "lp_backend": "highs", "targets": "each",
-                            "conditional": True}
+                            "conditional": True, "cutoff": True}
 MILP_BACKENDS = ("highs", "pulp")
 
 
@@ -60,8 +62,9 @@ def options(ctx: Context) -> dict[str, Any]:
         raise ValueError(f"milp backend must be one of {MILP_BACKENDS}, got {opts['backend']!r}")
     if opts["targets"] not in TARGET_MODES:
         raise ValueError(f"milp targets must be one of {TARGET_MODES}, got {opts['targets']!r}")
-    if not isinstance(opts["conditional"], bool):
-        raise ValueError(f"milp conditional must be true or false, got {opts['conditional']!r}")
+    for flag in ("conditional", "cutoff"):
+        if not isinstance(opts[flag], bool):
+            raise ValueError(f"milp {flag} must be true or false, got {opts[flag]!r}")
     if opts["tightening"] not in TIGHTENINGS:
         raise ValueError(f"milp tightening must be one of {TIGHTENINGS}, got {opts['tightening']!r}")
     return opts
@@ -92,7 +95,7 @@ def run(net: Network, batch: Batch, pset: Perturbation, ctx: Context) -> list[Ou
             else:
                 v = verify_sample(net, batch.images[i], label, pset, backend, float(opts["time_limit"]),
                                   opts["tightening"], lp_backend, targets=opts["targets"],
-                                  conditional=opts["conditional"])
+                                  conditional=opts["conditional"], cutoff=opts["cutoff"])
                 lo, up = v.margins(net.n_classes)
                 out.append(Outcome("", int(batch.ids[i]), label, v.status, lo, up, v.counterexample,
                                    spent + v.tightening_s + v.solve_s,

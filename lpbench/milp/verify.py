@@ -9,7 +9,14 @@ above the tolerance, or an incumbent below its negative). With ``targets="joint"
 the LP leaves open share one MILP (:func:`joint_milp`) instead. A target whose MILP is still open
 after ``QUICK_S`` seconds gets bounds conditioned on its counterexample region (the LP bounds of
 every unstable neuron with the row f_y - f_j <= 0 added, :mod:`lpbench.milp.conditional`) and is
-tried again, by a certified LP and a new MILP, for the rest of the time. Per target:
+tried again, by a certified LP and a new MILP, for the rest of the time. The first MILP of a
+target runs with the cutoff ``CUTOFF_TOLS`` tolerances above 0 (``cutoff=True``, HiGHS): only its
+sign matters, so every node whose bound reaches the cutoff is pruned and reduced-cost fixing starts
+without an incumbent; a search that ends with nothing below the cutoff proves the margin at least
+the cutoff, i.e. its safe bound is ``(CUTOFF_TOLS - 1)`` tolerances > 0. With a cutoff an
+infeasible model and a verified target look alike, so the MILP is only built once x's own
+pre-activations are checked to lie inside its bounds (bounds that exclude x are an error). Per
+target:
 
 * verified iff the LP relaxation's certified bound is > 0, or the solver's proved dual bound, lowered by :func:`tolerance`, is > 0. The dual
   bound of branch and bound rests on floating-point node LPs that are not certified, and the
@@ -37,6 +44,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 from lpbench.attacks.pgd import recheck
 from lpbench.milp.conditional import conditional_bounds
@@ -55,6 +63,8 @@ CONDITION_ROUNDS = 2
 
 #: The absolute and relative parts of the safety margin taken off every dual bound.
 TOL_ABS, TOL_REL = 1e-6, 1e-6
+#: The cutoff of a target's MILP, in tolerances (see :func:`tolerance`) above 0.
+CUTOFF_TOLS = 2.0
 
 
 @dataclass(frozen=True)
@@ -113,12 +123,14 @@ def tolerance(lp: LinearProgram, c: np.ndarray, c0: float) -> float:
 
 def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, backend: Backend,
                   time_limit: float, tightening: str = DEFAULT_TIGHTENING, lp_backend: Backend | None = None,
-                  model: MILP | None = None, targets: str = "each", conditional: bool = True) -> SampleVerdict:
+                  model: MILP | None = None, targets: str = "each", conditional: bool = True,
+                  cutoff: bool = True) -> SampleVerdict:
     """Decide one correctly classified sample by MILP (``model``: a prebuilt MILP to use).
     ``targets``: ``"each"`` (a MILP per target left open by the LP relaxation) or ``"joint"``
     (one MILP over all of them, :func:`_joint`). ``conditional``: a target whose MILP is still
     open after ``QUICK_S`` seconds gets bounds conditioned on its counterexample region
-    (:mod:`lpbench.milp.conditional`) and a new MILP for the rest of the time."""
+    (:mod:`lpbench.milp.conditional`) and a new MILP for the rest of the time. ``cutoff``: each
+    target's first MILP prunes at ``CUTOFF_TOLS`` tolerances above 0 (module doc)."""
     if targets not in TARGET_MODES:
         raise ValueError(f"targets must be one of {TARGET_MODES}, got {targets!r}")
     if not (isinstance(time_limit, (int, float)) and math.isfinite(time_limit) and time_limit > 0):
@@ -128,6 +140,14 @@ def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, b
     if model is None:
         pre, t_s = tightened_bounds(net, x64, label, pset, tightening, lp_backend or backend)
         model = milp(net, x64, pset, pre, tightening)
+    outside = _excludes_x(net, x64, model.pre)
+    if outside is not None:
+        why = (f"the pre-activation bounds ({model.tightening}) exclude x's own trajectory: {outside}; "
+               "they are not valid for the perturbation set")
+        return SampleVerdict(Status.ERROR, tuple(TargetResult(j, Status.ERROR, -math.inf, -math.inf, math.nan,
+                                                              "not run", 0, 0.0, message=why)
+                                                 for j in range(net.n_classes) if j != label),
+                             None, model.tightening, t_s, model.unstable, 0.0)
     logits = net.logits64(x64[None])[0]
     order = [int(j) for j in np.argsort(logits[label] - logits, kind="stable") if j != label]
     t0 = time.perf_counter()
@@ -155,7 +175,8 @@ def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, b
             c, c0 = model.margin(label, j)
             tol = tolerance(model.rel.lp, c, c0)
             first = min(left, QUICK_S) if conditional else left
-            res = backend.solve_milp(model.rel.lp, c, c0, first, stop_above=tol, stop_below=-tol)
+            res = backend.solve_milp(model.rel.lp, c, c0, first, stop_above=tol, stop_below=-tol,
+                                     cutoff=CUTOFF_TOLS * tol if cutoff else None)
             target, point = _judge(net, x64, label, pset, model, j, res, tol)
             if target.status is Status.TIMEOUT and first < left:
                 target, point = _conditioned(net, x64, label, pset, model, j, backend, lp_backend or backend,
@@ -200,6 +221,22 @@ def _conditioned(net, x64, label, pset, model: MILP, j: int, backend: Backend, l
     return replace(target, safe_bound=max(first.safe_bound, min(target.safe_bound, 0.0)),
                    nodes=max(first.nodes, 0) + max(target.nodes, 0), time_s=spent + target.time_s,
                    message=f"{note}; conditioned bound {target.safe_bound:.6g}; {target.message}".strip("; ")), point
+
+
+def _excludes_x(net: Network, x64: np.ndarray, pre) -> str | None:
+    """Where x's own float64 pre-activations leave ``pre`` (beyond a rounding allowance of
+    1e-9 (1 + |value|)), or None if they lie inside every bound."""
+    with torch.no_grad():
+        for i in net.activation_indices:
+            z = net.forward(torch.as_tensor(x64[None]), upto=i).numpy().ravel()
+            lo, hi = (np.asarray(b, np.float64).ravel() for b in pre[i])
+            slack = 1e-9 * (1.0 + np.abs(z))
+            bad = np.flatnonzero((z < lo - slack) | (z > hi + slack))
+            if bad.size:
+                k = int(bad[0])
+                return (f"layer {i}, neuron {k}: x gives {z[k]:.6g}, bounds [{lo[k]:.6g}, {hi[k]:.6g}] "
+                        f"({bad.size} neuron(s) outside)")
+    return None
 
 
 def _margin_box(session, model: MILP, label: int, open_: list[tuple[int, float]]

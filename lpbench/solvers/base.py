@@ -188,6 +188,8 @@ class Backend(ABC):
 
     name: str = ""
     supports_integer: bool = False
+    #: whether :meth:`solve_milp` uses its ``cutoff`` (prunes nodes at it)
+    supports_cutoff: bool = False
     module: str = ""  # the native module, for error messages
 
     def available(self) -> bool:
@@ -210,10 +212,15 @@ class Backend(ABC):
         return session
 
     def solve_milp(self, lp: LinearProgram, c: np.ndarray, c0: float = 0.0, time_limit: float | None = None,
-                   stop_above: float | None = None, stop_below: float | None = None) -> MILPResult:
+                   stop_above: float | None = None, stop_below: float | None = None,
+                   cutoff: float | None = None) -> MILPResult:
         """min ``c.v + c0`` with the variables flagged in ``lp.integrality`` integer, one thread.
         The solve may stop early once its dual bound exceeds ``stop_above`` or an incumbent is
-        below ``stop_below`` (status STOPPED; backends without that support run to the end)."""
+        below ``stop_below`` (status STOPPED; backends without that support run to the end).
+        ``cutoff``: only points with ``c.v + c0 < cutoff`` matter; a backend that supports it
+        (``supports_cutoff``) prunes every node whose bound reaches it, so its dual bound is then
+        only ``min(true minimum, cutoff)``, and a search that finds nothing below the cutoff
+        reports ``dual_bound == cutoff`` (status STOPPED). Others ignore it."""
         if not self.supports_integer:
             raise LpbenchError(f"backend {self.name!r} does not solve integer programs")
         if not self.available():
@@ -228,7 +235,10 @@ class Backend(ABC):
             return MILPResult(MILPStatus.INFEASIBLE, time_s=time.perf_counter() - t0,
                               message="inconsistent bounds in the model data")
         try:
-            res = self._solve_milp(lp, c, float(c0), time_limit, stop_above, stop_below)
+            if cutoff is not None and self.supports_cutoff:
+                res = self._solve_milp(lp, c, float(c0), time_limit, stop_above, stop_below, cutoff=float(cutoff))
+            else:
+                res = self._solve_milp(lp, c, float(c0), time_limit, stop_above, stop_below)
         except LpbenchError:
             raise
         except Exception as e:  # a solver failure is a result, not a crash

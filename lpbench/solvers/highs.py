@@ -35,11 +35,12 @@ class HighsBackend(Backend):
     options: Mapping[str, Any] = field(default_factory=dict)  # any further HiGHS options
     name = "highs"
     supports_integer = True
+    supports_cutoff = True
     module = "highspy"
 
     def _solve_milp(self, lp: LinearProgram, c: np.ndarray, c0: float, time_limit: float | None,
-                    stop_above: float | None, stop_below: float | None) -> MILPResult:
-        return _solve_milp(lp, c, c0, time_limit, stop_above, stop_below, dict(self.options))
+                    stop_above: float | None, stop_below: float | None, cutoff: float | None = None) -> MILPResult:
+        return _solve_milp(lp, c, c0, time_limit, stop_above, stop_below, dict(self.options), cutoff)
 
     def _session(self, time_limit: float | None) -> Session:
         return _HighsSession(time_limit, {"simplex_strategy": self.simplex_strategy,
@@ -136,14 +137,29 @@ _MILP_OPTIONS = {"output_flag": False, "threads": 1, "mip_rel_gap": 0.0, "mip_ab
 
 
 def _solve_milp(lp: LinearProgram, c: np.ndarray, c0: float, time_limit: float | None,
-                stop_above: float | None, stop_below: float | None, options: dict) -> MILPResult:
+                stop_above: float | None, stop_below: float | None, options: dict,
+                cutoff: float | None = None) -> MILPResult:
     """The HiGHS branch and bound on ``lp`` with integrality; a MIP-interrupt callback stops it
-    once ``dual bound + c0 > stop_above`` or ``incumbent + c0 < stop_below``."""
+    once ``dual bound + c0 > stop_above`` or ``incumbent + c0 < stop_below``.
+
+    ``cutoff`` goes to HiGHS as ``objective_bound``, its initial upper limit: nodes whose bound
+    reaches it are pruned, and reduced-cost fixing and objective propagation start at once instead
+    of waiting for an incumbent. The offset ``c0`` is then kept out of the model (HiGHS compares
+    the limit with its objective; leaving the constant out makes that comparison unambiguous) and
+    added back here. When the search has nothing left below the cutoff, the result says so with
+    ``dual_bound == cutoff``, whether HiGHS ends it as infeasible or the callback stops it on a
+    bound of +inf."""
     highspy = importlib.import_module("highspy")
     h = highspy.Highs()
     opts = {**_MILP_OPTIONS, **options}
     if time_limit is not None:
         opts["time_limit"] = float(time_limit)
+    shift = 0.0
+    if cutoff is not None:
+        shift, c0 = c0, 0.0  # objective and thresholds below are without the constant
+        opts["objective_bound"] = float(cutoff) - shift
+        stop_above = None if stop_above is None else stop_above - shift
+        stop_below = None if stop_below is None else stop_below - shift
     for key, value in opts.items():
         if h.setOptionValue(key, value) != highspy.HighsStatus.kOk:
             raise ValueError(f"HiGHS rejects option {key}={value!r}")
@@ -185,10 +201,21 @@ def _solve_milp(lp: LinearProgram, c: np.ndarray, c0: float, time_limit: float |
     objective = float(info.objective_function_value) if has_point else math.nan
     # optimal: HiGHS's final bound; otherwise the last bound the branch and bound reported
     bound = float(info.mip_dual_bound) if status is MILPStatus.OPTIMAL else seen.get("bound", -math.inf)
+    message = h.modelStatusToString(ms)
+    if cutoff is not None:
+        limit = float(cutoff) - shift
+        exhausted = status is MILPStatus.INFEASIBLE or (status is MILPStatus.STOPPED and bound >= limit)
+        if exhausted and not has_point:
+            status, bound = MILPStatus.STOPPED, limit
+            message = f"no point below the cutoff {cutoff:.6g} ({message})"
+        else:
+            bound = min(bound, limit)  # nodes at the cutoff were pruned: nothing is known above it
+        objective += shift
+        bound += shift
     if has_point:
         bound = min(bound, objective)  # a lower bound never exceeds a feasible value
     return MILPResult(status, objective, bound if math.isfinite(bound) else -math.inf, primal,
-                      int(info.mip_node_count), message=h.modelStatusToString(ms))
+                      int(info.mip_node_count), message=message)
 
 
 def _same_pattern(a: LinearProgram, b: LinearProgram) -> bool:
