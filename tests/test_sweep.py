@@ -281,6 +281,31 @@ def test_rerun_policies_status_and_export(tmp_path):
     assert run_sweep(spec, store, workers=1, rerun="all").written == 6
 
 
+def test_paired_full_set_estimate_by_hand():
+    """The anchored estimate on a hand-made store frame: anchor open on 30% of all 10,000 images;
+    on a 4-image subset the certifier closes one of the two images the anchor leaves open: per-image
+    differences (0, -1, 0, 0), mean -0.25, sd 0.5, so the estimate is 30 - 25 = 5 (%) with
+    half-width 100 * 1.96 * 0.5 / 2."""
+    import pandas as pd
+    from lpbench.experiments.reproduce import N_TEST, anchored
+    full = pd.DataFrame({"model": "M", "epsilon": 0.1, "method": "lp-greedy", "experiment": "full",
+                         "sample": np.arange(N_TEST),
+                         "status": np.where(np.arange(N_TEST) < 3000, "unknown", "verified")})
+    ids = [10, 20, 5000, 6000]
+    sub = pd.DataFrame({"model": "M", "epsilon": 0.1, "sample": ids * 2,
+                        "method": ["lp-greedy"] * 4 + ["lp-all"] * 4, "experiment": ["g"] * 4 + ["a"] * 4,
+                        "status": ["unknown", "unknown", "verified", "verified",
+                                   "unknown", "verified", "verified", "verified"]})
+    df = pd.DataFrame({"network": ["M"], "epsilon": [0.1]})
+    out = anchored(df, pd.concat([full, sub]), ids, {"lp-greedy": "g", "lp-all": "a"}, "full")
+    assert out.lp_greedy_upper_full.iloc[0] == pytest.approx(30.0)
+    assert out.lp_all_upper_full_est.iloc[0] == pytest.approx(5.0)
+    half = 100 * 1.959963984540054 * 0.5 / 2
+    assert out.lp_all_upper_full_est_interval.iloc[0] == f"[{5 - half:.2f}, {5 + half:.2f}]"
+    with pytest.raises(RuntimeError, match="anchor"):
+        anchored(df, pd.concat([full.iloc[:-1], sub]), ids, {"lp-greedy": "g", "lp-all": "a"}, "full")
+
+
 def test_reproduce_table1_writes_the_table_with_intervals(tmp_path):
     """`lpbench reproduce table1` runs the 11 rows as a sweep and writes Table 1 with Wilson
     intervals and projected full-set cost over a subset; a re-run computes nothing."""
@@ -300,3 +325,14 @@ def test_reproduce_table1_writes_the_table_with_intervals(tmp_path):
     assert res.returncode == 0 and "dask dashboard" not in res.stderr  # all stored: no cluster started
     again = pd.read_csv(tmp_path / "table1_random3.csv", comment="#")
     assert again.filter(like="_pct").equals(df.filter(like="_pct"))
+
+
+def test_anchor_needs_a_random_subset_with_lp_greedy(tmp_path, monkeypatch, capsys):
+    """--anchor on the first N images (not a random subset) or without LP-GREEDY: a one-line error
+    before anything runs."""
+    from helpers import run_cli
+    for samples, methods in (("3", "lp-greedy"), ("random:3", "ibp")):
+        code, _, err = run_cli(monkeypatch, capsys, "reproduce", "table1", "--samples", samples, "--methods", methods,
+                               "--anchor", "--store", str(tmp_path / "s.sqlite"), "--out", str(tmp_path))
+        assert code != 0 and "random subset" in err and "Traceback" not in err
+        assert not (tmp_path / "s.sqlite").exists() or not list(tmp_path.glob("table1*"))
