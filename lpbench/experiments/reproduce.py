@@ -99,8 +99,8 @@ def anchored(df: pd.DataFrame, frame: pd.DataFrame, ids, keys: Mapping[str, str]
             d = opened[m] - opened[ANCHOR]
             centre = 100.0 * (full.status.ne("verified").mean() + d.mean())
             half = 100.0 * z * d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else math.nan
-            est.append(centre)
-            ci.append(f"[{centre - half:.2f}, {centre + half:.2f}]")
+            est.append(min(100.0, max(0.0, centre)))  # a rate: the interval is clipped to [0, 100] too
+            ci.append(f"[{max(0.0, centre - half):.2f}, {min(100.0, centre + half):.2f}]")
         df[f"{col}_upper_full_est"] = est
         df[f"{col}_upper_full_est_interval"] = ci
     df[f"{ANCHOR.replace('-', '_')}_upper_full"] = [
