@@ -301,7 +301,7 @@ def test_paired_full_set_estimate_by_hand():
     assert out.lp_greedy_upper_full.iloc[0] == pytest.approx(30.0)
     assert out.lp_all_upper_full_est.iloc[0] == pytest.approx(5.0)
     half = 100 * 1.959963984540054 * 0.5 / 2
-    assert out.lp_all_upper_full_est_interval.iloc[0] == f"[{5 - half:.2f}, {5 + half:.2f}]"
+    assert out.lp_all_upper_full_est_interval.iloc[0] == f"[0.00, {5 + half:.2f}]"  # clipped at 0
     with pytest.raises(RuntimeError, match="anchor"):
         anchored(df, pd.concat([full.iloc[:-1], sub]), ids, {"lp-greedy": "g", "lp-all": "a"}, "full")
 
