@@ -83,30 +83,33 @@ def anchored(df: pd.DataFrame, frame: pd.DataFrame, ids, keys: Mapping[str, str]
     from lpbench.methods import get_method
     df = df.copy()
     ids = np.asarray(sorted(int(i) for i in ids))
+
+    def opened(rows: pd.DataFrame, method: str, key: str) -> pd.Series:
+        """1.0 where ``method`` leaves the image open (not verified), by sample id."""
+        part = rows[(rows.method == method) & (rows.experiment == key)]
+        return part.set_index("sample").status.ne("verified").astype(float)
+
+    per_row = [frame[(frame.model == n) & np.isclose(frame.epsilon, e)] for n, e in zip(df.network, df.epsilon)]
+    full = []
+    for (n, e), rows in zip(zip(df.network, df.epsilon), per_row):
+        rate = opened(rows, ANCHOR, anchor_key)
+        if len(rate) < N_TEST:
+            raise RuntimeError(f"{n} eps={e}: the anchor {ANCHOR} has {len(rate)} of {N_TEST} images")
+        full.append(100.0 * rate.mean())
+    df[f"{ANCHOR.replace('-', '_')}_upper_full"] = full
     for m in keys:
         if get_method(m).kind == "attack" or m == ANCHOR:
             continue
         col = m.replace("-", "_")
         est, ci = [], []
-        for net, eps in zip(df.network, df.epsilon):
-            rows = frame[(frame.model == net) & np.isclose(frame.epsilon, eps)]
-            full = rows[(rows.method == ANCHOR) & (rows.experiment == anchor_key)]
-            if len(full) < N_TEST:
-                raise RuntimeError(f"{net} eps={eps}: the anchor {ANCHOR} has {len(full)} of {N_TEST} images")
-            opened = {k: part.set_index("sample").status.reindex(ids).ne("verified").to_numpy(float)
-                      for k, part in ((m, rows[(rows.method == m) & (rows.experiment == keys[m])]),
-                                      (ANCHOR, rows[(rows.method == ANCHOR) & (rows.experiment == keys[ANCHOR])]))}
-            d = opened[m] - opened[ANCHOR]
-            centre = 100.0 * (full.status.ne("verified").mean() + d.mean())
+        for rows, base in zip(per_row, full):
+            d = (opened(rows, m, keys[m]).reindex(ids) - opened(rows, ANCHOR, keys[ANCHOR]).reindex(ids)).to_numpy()
+            centre = base + 100.0 * d.mean()
             half = 100.0 * z * d.std(ddof=1) / math.sqrt(len(d)) if len(d) > 1 else math.nan
             est.append(min(100.0, max(0.0, centre)))  # a rate: the interval is clipped to [0, 100] too
             ci.append(f"[{max(0.0, centre - half):.2f}, {min(100.0, centre + half):.2f}]")
         df[f"{col}_upper_full_est"] = est
         df[f"{col}_upper_full_est_interval"] = ci
-    df[f"{ANCHOR.replace('-', '_')}_upper_full"] = [
-        100.0 * frame[(frame.model == n) & np.isclose(frame.epsilon, e) & (frame.method == ANCHOR)
-                      & (frame.experiment == anchor_key)].status.ne("verified").mean()
-        for n, e in zip(df.network, df.epsilon)]
     return df
 
 
