@@ -211,6 +211,30 @@ def test_verdicts_on_tiny_networks_are_sound(seed, targets):
     assert plain.status is verdicts["highs"].status
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_cheap_verdicts_before_the_milp_are_sound_and_change_nothing(seed):
+    """A sample IBP, CROWN or LP-GREEDY verifies is verified without a MILP, with those bounds
+    (below the brute-force minimum) as its margins; every verdict equals the MILP-only run's."""
+    net = _net(seed)
+    rng = np.random.default_rng(seed + 200)
+    xs = rng.uniform(0.2, 0.8, (6, net.input_shape[0]))
+    labels = net.logits64(xs).argmax(1)
+    pset = Perturbation(0.02 if seed % 2 else 0.1)
+    runs = {flag: verify(net, xs, labels, pset, ["milp"], options={"milp": {"time_limit": 30, "cheap": flag}})
+            for flag in (True, False)}
+    for with_cheap, plain in zip(runs[True], runs[False]):
+        assert with_cheap.status is plain.status
+        if with_cheap.stats["decided_by"] in ("ibp", "crown", "lp-greedy"):
+            assert with_cheap.status is Status.VERIFIED
+            label = int(labels[with_cheap.sample])
+            for j in range(net.n_classes):
+                if j != label:
+                    # the brute force's LPs are exact only to their feasibility tolerance (~1e-7)
+                    assert 0 < with_cheap.margin_lower[j] <= _brute_force(net, xs[with_cheap.sample], label, j,
+                                                                          pset) + 1e-6
+    assert any(o.stats["decided_by"] != "milp" for o in runs[True]) or seed % 2 == 0
+
+
 @pytest.fixture(scope="module")
 def mnist():
     from lpbench.data import load_dataset

@@ -16,11 +16,16 @@ Options (``ctx.options["milp"]``):
   bounds conditioned on its counterexample region and a new MILP
   (:mod:`lpbench.milp.conditional`);
 * ``cutoff`` (default true): each target's first MILP prunes every node whose bound reaches a
-  small positive cutoff (only the sign of the margin matters; HiGHS only, CBC ignores it).
+  small positive cutoff (only the sign of the margin matters; HiGHS only, CBC ignores it);
+* ``cheap`` (default true): before any bound tightening, a sample that IBP, CROWN or LP-GREEDY
+  verifies is verified (their margin bounds are sound, so the exact minimum is positive too).
 
 A sample misclassified at x is falsified with x (``decided_by = "clean"``); then PGD (options
 ``ctx.options["pgd"]``) runs on the batch and a re-checked PGD counterexample decides the sample
-(``"pgd"``); the others are decided by :func:`lpbench.milp.verify.verify_sample` (``"milp"``).
+(``"pgd"``); then, with ``cheap``, a sample whose margins IBP, CROWN or LP-GREEDY bound above 0 is
+verified (``decided_by`` names the method; ``margin_lower`` holds its bounds); the others are
+decided by :func:`lpbench.milp.verify.verify_sample` (``"milp"``), so the LP-ALL tightening is
+spent only on samples the cheap bounds leave open.
 The outcome's ``margin_lower`` holds the safe dual bound of each target, ``margin_upper`` the
 incumbents; ``stats`` the tightening, its time, solve time, nodes and per-target records.
 """
@@ -32,10 +37,12 @@ import time
 from typing import Any
 
 import numpy as np
+import torch
 
 from lpbench.attacks.pgd import PGDConfig, attack
 from lpbench.errors import LpbenchError
-from lpbench.methods import Batch, Context, Method, clean_margins, register
+from lpbench.lp.drivers import CHEAP, cheap_bounds
+from lpbench.methods import Batch, Context, Method, clean_margins, margin_spec, register
 from lpbench.milp.formulation import DEFAULT_TIGHTENING, TIGHTENINGS, check_relu
 from lpbench.milp.verify import TARGET_MODES, verify_sample
 from lpbench.network import Network
@@ -44,7 +51,7 @@ from lpbench.solvers import get_backend
 
 DEFAULTS: dict[str, Any] = {"backend": "highs", "backend_options": {}, "time_limit": 3600.0,
                             "tightening": DEFAULT_TIGHTENING, "lp_backend": "highs", "targets": "each",
-                            "conditional": True, "cutoff": True}
+                            "conditional": True, "cutoff": True, "cheap": True}
 MILP_BACKENDS = ("highs", "pulp")
 
 
@@ -62,7 +69,7 @@ def options(ctx: Context) -> dict[str, Any]:
         raise ValueError(f"milp backend must be one of {MILP_BACKENDS}, got {opts['backend']!r}")
     if opts["targets"] not in TARGET_MODES:
         raise ValueError(f"milp targets must be one of {TARGET_MODES}, got {opts['targets']!r}")
-    for flag in ("conditional", "cutoff"):
+    for flag in ("conditional", "cutoff", "cheap"):
         if not isinstance(opts[flag], bool):
             raise ValueError(f"milp {flag} must be true or false, got {opts[flag]!r}")
     if opts["tightening"] not in TIGHTENINGS:
@@ -82,6 +89,8 @@ def run(net: Network, batch: Batch, pset: Perturbation, ctx: Context) -> list[Ou
     for s in range(0, len(batch.labels), ctx.batch_size):
         idx = np.arange(s, min(s + ctx.batch_size, len(batch.labels)))
         pgd, spent = _pgd(net, batch, idx, pset, ctx, clean)
+        cheap, cheap_s = _cheap(net, batch, [i for i in idx if i not in pgd and np.nanmin(clean[i]) >= 0],
+                                pset, ctx) if opts["cheap"] else ({}, 0.0)
         for i in idx:
             label, base = int(batch.labels[i]), {"backend": opts["backend"]}
             if np.nanmin(clean[i]) < 0:
@@ -92,13 +101,17 @@ def run(net: Network, batch: Batch, pset: Perturbation, ctx: Context) -> list[Ou
                 point, marg = pgd[i]
                 out.append(Outcome("", int(batch.ids[i]), label, Status.FALSIFIED, None, marg, point, spent,
                                    {"decided_by": "pgd", **base}))
+            elif i in cheap:
+                name, lower = cheap[i]
+                out.append(Outcome("", int(batch.ids[i]), label, Status.VERIFIED, lower, None, None,
+                                   spent + cheap_s, {"decided_by": name, **base}))
             else:
                 v = verify_sample(net, batch.images[i], label, pset, backend, float(opts["time_limit"]),
                                   opts["tightening"], lp_backend, targets=opts["targets"],
                                   conditional=opts["conditional"], cutoff=opts["cutoff"])
                 lo, up = v.margins(net.n_classes)
                 out.append(Outcome("", int(batch.ids[i]), label, v.status, lo, up, v.counterexample,
-                                   spent + v.tightening_s + v.solve_s,
+                                   spent + cheap_s + v.tightening_s + v.solve_s,
                                    {"decided_by": "milp", **base, **v.stats()}))
     return out
 
@@ -116,6 +129,27 @@ def _pgd(net, batch, idx, pset, ctx, clean) -> tuple[dict[int, tuple[np.ndarray,
             if ok:
                 found[i] = (point, marg)
     return found, (time.perf_counter() - t0) / max(1, len(idx))
+
+
+def _cheap(net, batch, todo: list[int], pset, ctx) -> tuple[dict[int, tuple[str, np.ndarray]], float]:
+    """The samples of ``todo`` that IBP, CROWN or LP-GREEDY verify (index -> (method, margin
+    lower bounds with NaN at the label)), and the seconds per sample the bounds took."""
+    if not todo:
+        return {}, 0.0
+    t0 = time.perf_counter()
+    x = torch.as_tensor(batch.images[todo], dtype=torch.float64, device=ctx.device)
+    y = torch.as_tensor(batch.labels[todo], device=ctx.device)
+    cb = cheap_bounds(net, x, pset, margin_spec(y, net.n_classes, x.dtype, x.device))
+    found: dict[int, tuple[str, np.ndarray]] = {}
+    for r, i in enumerate(todo):
+        label = int(batch.labels[i])
+        for name in CHEAP:
+            lower = np.asarray(cb.lower[name][r], np.float64).copy()
+            lower[label] = np.nan
+            if np.nanmin(lower) > 0:
+                found[i] = (name, lower)
+                break
+    return found, (time.perf_counter() - t0) / len(todo)
 
 
 register(Method("milp", run, "milp",
