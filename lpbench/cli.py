@@ -221,12 +221,7 @@ def table1(samples, quick, methods, rows, device, store, out, pgd_steps, pgd_res
     if quick and samples is None:
         samples = "300"
     all_rows = table1_rows()
-    chosen = all_rows
-    if rows:
-        try:
-            chosen = [all_rows[int(r) - 1] for r in rows.split(",")]
-        except (ValueError, IndexError):
-            raise LpbenchError(f"--rows takes numbers 1..{len(all_rows)}, got {rows!r}") from None
+    chosen = _rows(rows)[0] or all_rows
     options = {"pgd": {"steps": pgd_steps, "restarts": pgd_restarts}, **_lp_options(backend, cascade)}
     if "milp" in names:
         options.update(_milp_options(time_limit, tightening, backend))
@@ -253,7 +248,26 @@ def table1(samples, quick, methods, rows, device, store, out, pgd_steps, pgd_res
     prov["samples"] = f"MNIST test images {_describe(samples, n)}"
     if "milp" in names:
         prov["milp"] = f"time limit {time_limit:g} s per sample, {tightening} bound tightening, PGD first"
-    _write_table1(df, Path(out) / ("table1" if samples is None else f"table1_{n}"), prov, store)
+    tag = "" if samples is None else f"_random{n}" if str(samples).startswith("random:") else f"_{n}"
+    _write_table1(df, Path(out) / f"table1{tag}{_rows(rows)[1]}", prov, store)
+
+
+def _rows(rows: str | None):
+    """``--rows``: (the chosen Table 1 rows in the paper's order, or None for all; the output
+    name suffix, e.g. ``_rows1-5-8``)."""
+    from lpbench.experiments.table1 import table1_rows
+    if rows is None:
+        return None, ""
+    all_rows = table1_rows()
+    try:
+        nums = sorted({int(r) for r in rows.split(",") if r.strip()})
+    except ValueError:
+        nums = []
+    if not nums or not all(1 <= k <= len(all_rows) for k in nums):
+        raise LpbenchError(f"--rows takes comma-separated numbers 1..{len(all_rows)}, got {rows!r}")
+    if len(nums) == len(all_rows):
+        return None, ""
+    return [all_rows[k - 1] for k in nums], "_rows" + "-".join(str(k) for k in nums)
 
 
 def _write_table1(df, stem: Path, prov: dict, store) -> None:
@@ -310,8 +324,11 @@ def reproduce() -> None:
 @click.option("--anchor", is_flag=True,
               help="Over a random subset: also run LP-GREEDY on all 10,000 images and estimate each "
                    "certifier's full-set robust error by its paired difference from LP-GREEDY on the subset.")
+@click.option("--rows", default=None,
+              help="Comma-separated row numbers (1-11) to run and tabulate (default all); the output "
+                   "name gets _rows<list>. Outcomes are shared with runs of other rows.")
 @_time_limit_option
-def reproduce_table1(samples, quick, methods, workers, scheduler, store, out, time_limit, anchor) -> None:
+def reproduce_table1(samples, quick, methods, workers, scheduler, store, out, time_limit, anchor, rows) -> None:
     """Table 1 (all 11 rows): test error, PGD, MILP lower/upper, LP-ALL, LP-LAST, LP-GREEDY,
     CROWN, Fast-Lin and IBP, MILP timeouts and compute time per column; resumable."""
     from lpbench.experiments.reproduce import reproduce_table1 as run, table1_spec
@@ -325,7 +342,8 @@ def reproduce_table1(samples, quick, methods, workers, scheduler, store, out, ti
     options = {"pgd": {"steps": 100, "restarts": 5}}
     if "milp" in names:
         options.update(_milp_options(time_limit, "lp-all", "highs"))
-    spec = table1_spec(samples if samples is not None else N_ALL, names, options)
+    chosen, row_tag = _rows(rows)
+    spec = table1_spec(samples if samples is not None else N_ALL, names, options, rows=chosen)
     prov = provenance(sweep=spec.to_json())  # the code that runs is the code of the start
     with SweepBar("reproduce table1") as bar:
         df, report = run(spec, store, scheduler=scheduler, workers=workers, progress=bar.progress,
@@ -338,7 +356,7 @@ def reproduce_table1(samples, quick, methods, workers, scheduler, store, out, ti
     prov["compute"] = (f"{secs:.0f} s = {secs / 3600:.2f} CPU-hours summed over every method and sample on the "
                        "machines that ran them (Salman et al. 2019: 22 CPU-years for their whole study)")
     tag = "" if n == 10000 else f"_random{n}" if str(samples).startswith("random:") else f"_{n}"
-    _write_table1(df, Path(out) / f"table1{tag}", prov, store)
+    _write_table1(df, Path(out) / f"table1{tag}{row_tag}", prov, store)
 
 
 N_ALL = "0:10000"

@@ -34,6 +34,8 @@ def test_verify_summary_and_json(monkeypatch, capsys):
     (["verify", "NOR-MLP-B", "--eps", "0.1", "--samples", "abc"], "samples"),
     (["verify", "NOR-MLP-B", "--eps", "0.1", "--methods", "pgd,magic"], "unknown method"),
     (["table1", "--rows", "12"], "--rows"),
+    (["reproduce", "table1", "--rows", "0,3"], "--rows"),
+    (["reproduce", "table1", "--rows", "a"], "--rows"),
     (["table1", "--samples", "0"], "sample count"),
     (["table1", "--samples", "5", "--methods", "milp", "--time-limit", "0"], "--time-limit"),
     (["verify", "NOR-MLP-B", "--eps", "0.1", "--methods", "milp", "--time-limit", "-1"], "--time-limit"),
@@ -65,12 +67,12 @@ def test_table1_writes_csv_md_tex_with_provenance(monkeypatch, capsys, tmp_path)
                          "--methods", "pgd,lp-greedy", "--pgd-steps", "10", "--pgd-restarts", "1",
                          "--store", str(tmp_path / "s.sqlite"), "--out", str(tmp_path))
     assert code == 0, err
-    csv = (tmp_path / "table1_20.csv").read_text()
+    csv = (tmp_path / "table1_20_rows5.csv").read_text()
     for key in ("# command:", "# commit:", "# samples: MNIST test images 0:20", "# date:", "# machine:"):
         assert key in csv
-    md = (tmp_path / "table1_20.md").read_text()
+    md = (tmp_path / "table1_20_rows5.md").read_text()
     assert "NOR-MLP-B" in md and "Provenance" in md
-    assert (tmp_path / "table1_20.tex").exists()
+    assert (tmp_path / "table1_20_rows5.tex").exists()
 
 
 def test_distortion_brackets_and_agrees_with_verify(monkeypatch, capsys):

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from lpbench.errors import LpbenchError
-from lpbench.experiments.table1 import summarize, table1_rows
+from lpbench.experiments.table1 import Row, summarize, table1_rows
 from lpbench.store import Store
 from lpbench.sweep import SweepReport, SweepSpec, experiment, parse_spec, run_sweep
 from lpbench.sweep.runner import sample_set
@@ -35,9 +35,14 @@ N_TEST = 10000
 
 
 def table1_spec(samples: Any, methods: Sequence[str] = METHODS, options: Mapping[str, Any] | None = None,
-                name: str = "reproduce-table1", block: int = 500, lp_chunk: int = 100) -> SweepSpec:
-    """The sweep of Table 1's rows (``clean`` always included)."""
-    rows = table1_rows()
+                name: str = "reproduce-table1", block: int = 500, lp_chunk: int = 100,
+                rows: Sequence[Row] | None = None) -> SweepSpec:
+    """The sweep of Table 1's rows (``rows``: a subset of them, default all; ``clean`` always
+    included). Outcomes are stored under the same keys whichever rows a run names, so runs of
+    different rows share one store and a later run of every row reuses them."""
+    rows = table1_rows() if rows is None else list(rows)
+    if not rows:
+        raise LpbenchError("no Table 1 row to run")
     models = list(dict.fromkeys(r.model for r in rows))
     methods = list(dict.fromkeys(["clean", *methods]))
     return parse_spec({"name": name, "models": models,
@@ -59,20 +64,27 @@ def reproduce_table1(spec: SweepSpec, store, *, scheduler: str | None = None, wo
     report = run_sweep(spec, store, scheduler=scheduler, workers=workers, rerun=rerun, progress=progress,
                        on_start=on_start)
     _, ids, _ = sample_set(spec, spec.models[0])
+    rows = spec_rows(spec)
     full = None
     if anchor and len(ids) < N_TEST:
         full = table1_spec("0:%d" % N_TEST, [ANCHOR], spec.options, name=spec.name + "-anchor",
-                           block=spec.block, lp_chunk=spec.lp_chunk)
+                           block=spec.block, lp_chunk=spec.lp_chunk, rows=rows)
         run_sweep(full, store, scheduler=scheduler, workers=workers, rerun=rerun, progress=progress,
                   on_start=on_start)
     with Store(store) as st:
         frame = st.frame()
     keys = {m: experiment(spec, m) for m in spec.methods}
-    df = summarize(frame, table1_rows(), ids, spec.methods, keys=keys)
+    df = summarize(frame, rows, ids, spec.methods, keys=keys)
     df = with_intervals(df, len(ids))
     if full is not None:
         df = anchored(df, frame, ids, keys, experiment(full, ANCHOR))
     return df, report
+
+
+def spec_rows(spec: SweepSpec) -> list[Row]:
+    """The Table 1 rows a sweep covers, in the paper's order."""
+    return [r for r in table1_rows()
+            if r.model in spec.epsilons and any(math.isclose(r.eps, e) for e in spec.epsilons[r.model])]
 
 
 def anchored(df: pd.DataFrame, frame: pd.DataFrame, ids, keys: Mapping[str, str], anchor_key: str,
