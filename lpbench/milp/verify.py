@@ -49,7 +49,7 @@ import torch
 from lpbench.attacks.pgd import recheck
 from lpbench.milp.conditional import conditional_bounds
 from lpbench.milp.formulation import DEFAULT_TIGHTENING, MILP, milp, tightened_bounds
-from lpbench.network import Network
+from lpbench.network import Network, apply_layer
 from lpbench.problem import Perturbation, Status
 from lpbench.solvers.base import Backend, LinearProgram, LPStatus, MILPResult, MILPStatus
 
@@ -226,9 +226,16 @@ def _conditioned(net, x64, label, pset, model: MILP, j: int, backend: Backend, l
 def _excludes_x(net: Network, x64: np.ndarray, pre) -> str | None:
     """Where x's own float64 pre-activations leave ``pre`` (beyond a rounding allowance of
     1e-9 (1 + |value|)), or None if they lie inside every bound."""
+    h = torch.as_tensor(x64[None])
+    params = net.torch_params(h.dtype, h.device)
+    acts = set(net.activation_indices)
     with torch.no_grad():
-        for i in net.activation_indices:
-            z = net.forward(torch.as_tensor(x64[None]), upto=i).numpy().ravel()
+        for i, layer in enumerate(net.layers):  # one pass, checking each activation's input
+            if i in acts:
+                z = h.numpy().ravel()
+            h = apply_layer(layer, params[i], h)
+            if i not in acts:
+                continue
             lo, hi = (np.asarray(b, np.float64).ravel() for b in pre[i])
             slack = 1e-9 * (1.0 + np.abs(z))
             bad = np.flatnonzero((z < lo - slack) | (z > hi + slack))
