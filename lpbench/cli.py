@@ -213,7 +213,7 @@ def table1(samples, quick, methods, rows, device, store, out, pgd_steps, pgd_res
            time_limit, tightening) -> None:
     """Regenerate Table 1 of Salman et al. 2019 (bounds on the MNIST robust error)."""
     from lpbench.experiments.api import table1 as run
-    from lpbench.experiments.table1 import table1_rows
+    from lpbench.experiments.table1 import parse_rows, table1_rows
     from lpbench.report.writers import provenance
 
     names = _methods(methods)
@@ -221,7 +221,7 @@ def table1(samples, quick, methods, rows, device, store, out, pgd_steps, pgd_res
     if quick and samples is None:
         samples = "300"
     all_rows = table1_rows()
-    chosen = _rows(rows)[0] or all_rows
+    chosen = parse_rows(rows)[0] or all_rows
     options = {"pgd": {"steps": pgd_steps, "restarts": pgd_restarts}, **_lp_options(backend, cascade)}
     if "milp" in names:
         options.update(_milp_options(time_limit, tightening, backend))
@@ -249,25 +249,7 @@ def table1(samples, quick, methods, rows, device, store, out, pgd_steps, pgd_res
     if "milp" in names:
         prov["milp"] = f"time limit {time_limit:g} s per sample, {tightening} bound tightening, PGD first"
     tag = "" if samples is None else f"_random{n}" if str(samples).startswith("random:") else f"_{n}"
-    _write_table1(df, Path(out) / f"table1{tag}{_rows(rows)[1]}", prov, store)
-
-
-def _rows(rows: str | None):
-    """``--rows``: (the chosen Table 1 rows in the paper's order, or None for all; the output
-    name suffix, e.g. ``_rows1-5-8``)."""
-    from lpbench.experiments.table1 import table1_rows
-    if rows is None:
-        return None, ""
-    all_rows = table1_rows()
-    try:
-        nums = sorted({int(r) for r in rows.split(",") if r.strip()})
-    except ValueError:
-        nums = []
-    if not nums or not all(1 <= k <= len(all_rows) for k in nums):
-        raise LpbenchError(f"--rows takes comma-separated numbers 1..{len(all_rows)}, got {rows!r}")
-    if len(nums) == len(all_rows):
-        return None, ""
-    return [all_rows[k - 1] for k in nums], "_rows" + "-".join(str(k) for k in nums)
+    _write_table1(df, Path(out) / f"table1{tag}{parse_rows(rows)[1]}", prov, store)
 
 
 def _write_table1(df, stem: Path, prov: dict, store) -> None:
@@ -332,6 +314,7 @@ def reproduce_table1(samples, quick, methods, workers, scheduler, store, out, ti
     """Table 1 (all 11 rows): test error, PGD, MILP lower/upper, LP-ALL, LP-LAST, LP-GREEDY,
     CROWN, Fast-Lin and IBP, MILP timeouts and compute time per column; resumable."""
     from lpbench.experiments.reproduce import reproduce_table1 as run, table1_spec
+    from lpbench.experiments.table1 import parse_rows
     from lpbench.report.writers import provenance
     from lpbench.sweep.commands import SweepBar
 
@@ -342,7 +325,7 @@ def reproduce_table1(samples, quick, methods, workers, scheduler, store, out, ti
     options = {"pgd": {"steps": 100, "restarts": 5}}
     if "milp" in names:
         options.update(_milp_options(time_limit, "lp-all", "highs"))
-    chosen, row_tag = _rows(rows)
+    chosen, row_tag = parse_rows(rows)
     spec = table1_spec(samples if samples is not None else N_ALL, names, options, rows=chosen)
     prov = provenance(sweep=spec.to_json())  # the code that runs is the code of the start
     with SweepBar("reproduce table1") as bar:

@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from lpbench.errors import LpbenchError
 from lpbench.methods import get_method, verify
 from lpbench.network import Network
 from lpbench.problem import Perturbation
@@ -42,6 +43,23 @@ def reference() -> pd.DataFrame:
 def table1_rows() -> list[Row]:
     """The 11 rows of Table 1, in the paper's order."""
     return [Row(r.network, float(r.epsilon)) for r in reference().itertuples()]
+
+
+def parse_rows(rows: str | None) -> tuple[list[Row] | None, str]:
+    """``--rows``: (the chosen rows in the paper's order, None for all; the output name suffix,
+    e.g. ``_rows1-5-8``)."""
+    if rows is None:
+        return None, ""
+    all_rows = table1_rows()
+    try:
+        nums = sorted({int(r) for r in rows.split(",") if r.strip()})
+    except ValueError:
+        nums = []
+    if not nums or not all(1 <= k <= len(all_rows) for k in nums):
+        raise LpbenchError(f"--rows takes comma-separated numbers 1..{len(all_rows)}, got {rows!r}")
+    if len(nums) == len(all_rows):
+        return None, ""
+    return [all_rows[k - 1] for k in nums], "_rows" + "-".join(str(k) for k in nums)
 
 
 def experiment_key(method: str, options: Mapping[str, Any]) -> str:

@@ -27,7 +27,7 @@ import torch
 
 from lpbench.attacks.pgd import PGDConfig, attack
 from lpbench.errors import LpbenchError
-from lpbench.lp.drivers import CHEAP, Sessions, cheap_bounds, lp_layers, solve_sample
+from lpbench.lp.drivers import Sessions, cheap_bounds, lp_layers, solve_sample, verified_by
 from lpbench.methods import Batch, Context, Method, clean_margins, margin_spec, register
 from lpbench.network import Network
 from lpbench.problem import Outcome, Perturbation, Status
@@ -116,10 +116,9 @@ def _cascade(net, batch, idx, pset, ctx, policy, opts, cb, clean, sessions, spen
         if np.nanmin(clean[i]) < 0:
             decided[i] = (Status.FALSIFIED, "clean", batch.images[i].astype(np.float64))
             continue
-        for name in CHEAP:
-            if np.delete(cb.lower[name][r], int(batch.labels[i])).min() > 0:
-                decided[i] = (Status.VERIFIED, name, None)
-                break
+        name = verified_by(cb, r, int(batch.labels[i]))
+        if name is not None:
+            decided[i] = (Status.VERIFIED, name, None)
     todo = [r for r, i in enumerate(idx) if i not in decided]
     if todo:
         t0 = time.perf_counter()
