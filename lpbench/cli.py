@@ -220,8 +220,8 @@ def table1(samples, quick, methods, rows, device, store, out, pgd_steps, pgd_res
     _check_device(device)
     if quick and samples is None:
         samples = "300"
-    all_rows = table1_rows()
-    chosen = parse_rows(rows)[0] or all_rows
+    chosen, row_tag = parse_rows(rows)
+    chosen = chosen or table1_rows()
     options = {"pgd": {"steps": pgd_steps, "restarts": pgd_restarts}, **_lp_options(backend, cascade)}
     if "milp" in names:
         options.update(_milp_options(time_limit, tightening, backend))
@@ -249,7 +249,7 @@ def table1(samples, quick, methods, rows, device, store, out, pgd_steps, pgd_res
     if "milp" in names:
         prov["milp"] = f"time limit {time_limit:g} s per sample, {tightening} bound tightening, PGD first"
     tag = "" if samples is None else f"_random{n}" if str(samples).startswith("random:") else f"_{n}"
-    _write_table1(df, Path(out) / f"table1{tag}{parse_rows(rows)[1]}", prov, store)
+    _write_table1(df, Path(out) / f"table1{tag}{row_tag}", prov, store)
 
 
 def _write_table1(df, stem: Path, prov: dict, store) -> None:
