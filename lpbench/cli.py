@@ -59,8 +59,16 @@ def models(as_json: bool) -> None:
                    f"{','.join(f'{e:g}' for e in m.table1_eps) or '-'}")
 
 
-_time_limit_option = click.option("--time-limit", type=float, default=3600.0, show_default=True,
-                                  help="MILP time limit per sample, seconds (> 0).")
+
+
+def _time_limit_option(f):
+    """``--time-limit`` and ``--clock`` (what the limit counts) of the MILP."""
+    f = click.option("--clock", type=click.Choice(["cpu", "wall"]), default="cpu", show_default=True,
+                     help="What --time-limit counts: the solving thread's CPU seconds (the same work "
+                          "however busy the machine is) or wall-clock seconds.")(f)
+    return click.option("--time-limit", type=float, default=3600.0, show_default=True,
+                        help="MILP time limit per sample, seconds (> 0).")(f)
+
 _tightening_option = click.option("--tightening", type=click.Choice(["interval", "lp-greedy", "lp-all"]),
                                   default="lp-all", show_default=True,
                                   help="Pre-activation bounds used by the MILP.")
@@ -82,7 +90,7 @@ _tightening_option = click.option("--tightening", type=click.Choice(["interval",
 @_tightening_option
 @click.option("--json", "as_json", is_flag=True, help="Per-sample outcomes as JSON lines.")
 def verify(model: str, eps: float, norm: str, methods: str, samples: str, dataset: str | None,
-           device: str, batch_size: int, backend: str, time_limit: float, tightening: str,
+           device: str, batch_size: int, backend: str, time_limit: float, clock: str, tightening: str,
            as_json: bool) -> None:
     """Verify MODEL on test samples with the given methods and print a summary."""
     from lpbench.data import load_dataset
@@ -99,7 +107,7 @@ def verify(model: str, eps: float, norm: str, methods: str, samples: str, datase
     data = load_dataset(dataset or info.dataset, "test")
     ids = sample_ids(samples, len(data.labels))
     net.check_input_shape(data.images.shape[1:])
-    options = {**_lp_options(backend, cascade=False), **_milp_options(time_limit, tightening, backend)}
+    options = {**_lp_options(backend, cascade=False), **_milp_options(time_limit, tightening, backend, clock)}
     outs = []
     for name in tqdm(names, desc=f"{model} {pset.describe()}", unit="method", disable=as_json, file=sys.stderr):
         outs += run(net, data.images[ids], data.labels[ids], pset, [name], ids=ids, device=device,
@@ -210,7 +218,7 @@ def list_methods() -> None:
 @_time_limit_option
 @_tightening_option
 def table1(samples, quick, methods, rows, device, store, out, pgd_steps, pgd_restarts, backend, cascade,
-           time_limit, tightening) -> None:
+           time_limit, clock, tightening) -> None:
     """Regenerate Table 1 of Salman et al. 2019 (bounds on the MNIST robust error)."""
     from lpbench.experiments.api import table1 as run
     from lpbench.experiments.table1 import parse_rows, table1_rows
@@ -224,7 +232,7 @@ def table1(samples, quick, methods, rows, device, store, out, pgd_steps, pgd_res
     chosen = chosen or table1_rows()
     options = {"pgd": {"steps": pgd_steps, "restarts": pgd_restarts}, **_lp_options(backend, cascade)}
     if "milp" in names:
-        options.update(_milp_options(time_limit, tightening, backend))
+        options.update(_milp_options(time_limit, tightening, backend, clock))
     from lpbench.experiments.api import sample_ids
     per_row = len(sample_ids(samples, 10000)) * (len(names) + 1)
     bars: dict = {}
@@ -247,7 +255,7 @@ def table1(samples, quick, methods, rows, device, store, out, pgd_steps, pgd_res
     n = int(df.n_samples.iloc[0])
     prov["samples"] = f"MNIST test images {_describe(samples, n)}"
     if "milp" in names:
-        prov["milp"] = f"time limit {time_limit:g} s per sample, {tightening} bound tightening, PGD first"
+        prov["milp"] = f"time limit {time_limit:g} {clock} s per sample, {tightening} bound tightening, PGD first"
     tag = "" if samples is None else f"_random{n}" if str(samples).startswith("random:") else f"_{n}"
     _write_table1(df, Path(out) / f"table1{tag}{row_tag}", prov, store)
 
@@ -309,8 +317,12 @@ def reproduce() -> None:
 @click.option("--rows", default=None,
               help="Comma-separated row numbers (1-11) to run and tabulate (default all); the output "
                    "name gets _rows<list>. Outcomes are shared with runs of other rows.")
+@click.option("--rerun", type=click.Choice(["failed", "timeouts"]), default=None,
+              help="Run the stored errors or timeouts of these rows again (say, MILP timeouts of an "
+                   "older run whose limit counted wall-clock seconds on a busy machine).")
 @_time_limit_option
-def reproduce_table1(samples, quick, methods, workers, scheduler, store, out, time_limit, anchor, rows) -> None:
+def reproduce_table1(samples, quick, methods, workers, scheduler, store, out, time_limit, clock, anchor, rows,
+                     rerun) -> None:
     """Table 1 (all 11 rows): test error, PGD, MILP lower/upper, LP-ALL, LP-LAST, LP-GREEDY,
     CROWN, Fast-Lin and IBP, MILP timeouts and compute time per column; resumable."""
     from lpbench.experiments.reproduce import reproduce_table1 as run, table1_spec
@@ -324,17 +336,17 @@ def reproduce_table1(samples, quick, methods, workers, scheduler, store, out, ti
         time_limit = min(time_limit, 10.0)
     options = {"pgd": {"steps": 100, "restarts": 5}}
     if "milp" in names:
-        options.update(_milp_options(time_limit, "lp-all", "highs"))
+        options.update(_milp_options(time_limit, "lp-all", "highs", clock))
     chosen, row_tag = parse_rows(rows)
     spec = table1_spec(samples if samples is not None else N_ALL, names, options, rows=chosen)
     prov = provenance(sweep=spec.to_json())  # the code that runs is the code of the start
     with SweepBar("reproduce table1") as bar:
         df, report = run(spec, store, scheduler=scheduler, workers=workers, progress=bar.progress,
-                         on_start=bar.start, anchor=anchor)
+                         on_start=bar.start, anchor=anchor, rerun=rerun)
     n = int(df.n_samples.iloc[0])
     prov["samples"] = f"MNIST test images {_describe(samples, n)}"
     if "milp" in names:
-        prov["milp"] = f"time limit {time_limit:g} s per sample, lp-all bound tightening, PGD first"
+        prov["milp"] = f"time limit {time_limit:g} {clock} s per sample, lp-all bound tightening, PGD first"
     secs = float(df[[c for c in df.columns if c.endswith("_time_s")]].to_numpy().sum())
     prov["compute"] = (f"{secs:.0f} s = {secs / 3600:.2f} CPU-hours summed over every method and sample on the "
                        "machines that ran them (Salman et al. 2019: 22 CPU-years for their whole study)")
@@ -362,13 +374,16 @@ def _lp_options(backend: str, cascade: bool) -> dict:
     return {m: {"backend": backend, "cascade": cascade} for m in ("lp-all", "lp-last")}
 
 
-def _milp_options(time_limit: float, tightening: str, backend: str) -> dict:
-    """The ``milp`` options of ``--time-limit``, ``--tightening`` and ``--backend`` (CBC through
-    PuLP for ``pulp``, HiGHS otherwise)."""
+def _milp_options(time_limit: float, tightening: str, backend: str, clock: str = "cpu") -> dict:
+    """The ``milp`` options of ``--time-limit``, ``--tightening``, ``--backend`` (CBC through
+    PuLP for ``pulp``, HiGHS otherwise) and ``--clock``. The default CPU clock is left out of the
+    options, and so of the store key: a verdict does not depend on the clock, and a stored timeout
+    is run again with ``--rerun timeouts``."""
     if not (math.isfinite(time_limit) and time_limit > 0):
         raise LpbenchError(f"--time-limit must be a positive number of seconds, got {time_limit}")
     return {"milp": {"time_limit": time_limit, "tightening": tightening,
-                     "backend": backend if backend in ("highs", "pulp") else "highs"}}
+                     "backend": backend if backend in ("highs", "pulp") else "highs",
+                     **({"clock": clock} if clock != "cpu" else {})}}
 
 
 def _span(store) -> str:

@@ -207,8 +207,10 @@ def test_verdicts_on_tiny_networks_are_sound(seed, targets):
         if v.status is Status.FALSIFIED:
             assert recheck(net, v.counterexample, x, label, pset)[2]
     assert verdicts["highs"].status is verdicts["pulp"].status
-    plain = verify_sample(net, x, label, pset, get_backend("highs"), 30, targets=targets, cutoff=False)
+    plain = verify_sample(net, x, label, pset, get_backend("highs"), 30, targets=targets, cutoff=False,
+                          clock="wall")
     assert plain.status is verdicts["highs"].status
+    assert (verdicts["highs"].clock, plain.clock) == ("cpu", "wall")
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -287,6 +289,29 @@ def test_bad_time_limits(limit):
         verify_sample(net, x, label, pset, get_backend("highs"), limit)
     with pytest.raises(ValueError, match="unknown option"):
         verify(net, x[None].astype(np.float32), [label], pset, ["milp"], options={"milp": {"bogus": 1}})
+    with pytest.raises(ValueError, match="clock"):
+        verify(net, x[None].astype(np.float32), [label], pset, ["milp"], options={"milp": {"clock": "gpu"}})
+    with pytest.raises(ValueError, match="clock"):
+        verify_sample(net, x, label, pset, get_backend("highs"), 10, clock="gpu")
+
+
+def test_a_cpu_time_limit_stops_the_search_with_a_sound_bound():
+    """HiGHS with a CPU-time limit far below what the search needs ends with a time-limit status
+    (from the interrupt callback, not HiGHS's wall-clock backstop) and a dual bound below the
+    optimum that the unlimited search proves."""
+    rng = np.random.default_rng(0)
+    net = random_relu_net(rng, [10, 20, 20, 3], "cpu-clock")
+    x = rng.uniform(0.3, 0.7, 10)
+    label = int(np.argmax(net.logits64(x[None])[0]))
+    pset = Perturbation(0.3)
+    pre, _ = tightened_bounds(net, x, label, pset, "interval")
+    model = milp(net, x, pset, pre, "interval")
+    c, c0 = model.margin(label, (label + 1) % 3)
+    full = get_backend("highs").solve_milp(model.rel.lp, c, c0, time_limit=60)
+    assert full.status.value == "optimal" and full.nodes > 10  # needs a real search
+    cut = get_backend("highs").solve_milp(model.rel.lp, c, c0, time_limit=0.02, cpu_time=True)
+    assert cut.status.value == "time_limit" and "CPU" in cut.message
+    assert cut.dual_bound <= full.objective + 1e-9
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -326,7 +326,7 @@ def test_reproduce_table1_writes_the_table_with_intervals(tmp_path):
     again = pd.read_csv(tmp_path / "table1_random3.csv", comment="#")
     assert again.filter(like="_pct").equals(df.filter(like="_pct"))
     # --rows: a subset of the rows, from the same stored outcomes, under its own name
-    res = subprocess.run([*args, "--rows", "8,5"], capture_output=True, text=True, timeout=600, env=_env())
+    res = subprocess.run([*args, "--rows", "8,5", "--rerun", "timeouts"], capture_output=True, text=True, timeout=600, env=_env())
     assert res.returncode == 0 and "dask dashboard" not in res.stderr, res.stderr
     part = pd.read_csv(tmp_path / "table1_random3_rows5-8.csv", comment="#")
     assert list(part.network) == ["NOR-MLP-B", "LPD-MLP-B-0.1"]

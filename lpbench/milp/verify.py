@@ -61,6 +61,10 @@ QUICK_S = 5.0
 #: Rounds of conditioned LP bound tightening.
 CONDITION_ROUNDS = 2
 
+#: The clocks a sample's time limit can count: the CPU seconds of the solving thread (the same
+#: work whatever else runs on the machine) or wall-clock seconds.
+CLOCKS = {"cpu": time.thread_time, "wall": time.perf_counter}
+
 #: The absolute and relative parts of the safety margin taken off every dual bound.
 TOL_ABS, TOL_REL = 1e-6, 1e-6
 #: The cutoff of a target's MILP, in tolerances (see :func:`tolerance`) above 0.
@@ -99,6 +103,7 @@ class SampleVerdict:
     tightening_s: float
     unstable: int
     solve_s: float
+    clock: str = "wall"
 
     def margins(self, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
         """(safe lower bound, incumbent) of f_y - f_j per class j (NaN where not solved)."""
@@ -109,7 +114,7 @@ class SampleVerdict:
 
     def stats(self) -> dict:
         return {"tightening": self.tightening, "tightening_s": self.tightening_s,
-                "unstable": self.unstable, "solve_s": self.solve_s,
+                "unstable": self.unstable, "solve_s": self.solve_s, "clock": self.clock,
                 "nodes": sum(max(t.nodes, 0) for t in self.targets),
                 "spurious": sum(t.spurious for t in self.targets),
                 "targets": [t.record() for t in self.targets]}
@@ -124,17 +129,23 @@ def tolerance(lp: LinearProgram, c: np.ndarray, c0: float) -> float:
 def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, backend: Backend,
                   time_limit: float, tightening: str = DEFAULT_TIGHTENING, lp_backend: Backend | None = None,
                   model: MILP | None = None, targets: str = "each", conditional: bool = True,
-                  cutoff: bool = True) -> SampleVerdict:
+                  cutoff: bool = True, clock: str = "cpu") -> SampleVerdict:
     """Decide one correctly classified sample by MILP (``model``: a prebuilt MILP to use).
     ``targets``: ``"each"`` (a MILP per target left open by the LP relaxation) or ``"joint"``
     (one MILP over all of them, :func:`_joint`). ``conditional``: a target whose MILP is still
     open after ``QUICK_S`` seconds gets bounds conditioned on its counterexample region
     (:mod:`lpbench.milp.conditional`) and a new MILP for the rest of the time. ``cutoff``: each
-    target's first MILP prunes at ``CUTOFF_TOLS`` tolerances above 0 (module doc)."""
+    target's first MILP prunes at ``CUTOFF_TOLS`` tolerances above 0 (module doc). ``clock``:
+    ``time_limit`` and ``solve_s`` count the CPU seconds of this thread (``"cpu"``, which every
+    solve of the sample runs in, so a busy machine does not turn decidable samples into timeouts)
+    or wall-clock seconds (``"wall"``), see :data:`CLOCKS`."""
     if targets not in TARGET_MODES:
         raise ValueError(f"targets must be one of {TARGET_MODES}, got {targets!r}")
     if not (isinstance(time_limit, (int, float)) and math.isfinite(time_limit) and time_limit > 0):
         raise ValueError(f"the MILP time limit must be a positive number of seconds, got {time_limit!r}")
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {tuple(CLOCKS)}, got {clock!r}")
+    now, cpu = CLOCKS[clock], clock == "cpu"
     x64 = np.asarray(x, np.float64)
     t_s = 0.0
     if model is None:
@@ -150,7 +161,7 @@ def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, b
                              None, model.tightening, t_s, model.unstable, 0.0)
     logits = net.logits64(x64[None])[0]
     order = [int(j) for j in np.argsort(logits[label] - logits, kind="stable") if j != label]
-    t0 = time.perf_counter()
+    t0 = now()
     results, cex, open_ = [], None, []
     with (lp_backend or backend).open(replace(model.rel.lp, integrality=None)) as session:
         for j in order:
@@ -163,11 +174,11 @@ def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, b
                 open_.append((j, lp.certified_bound))
         box = _margin_box(session, model, label, open_) if targets == "joint" and len(open_) > 1 else None
     if box is not None:
-        rec, cex = _joint(net, x64, label, pset, model, box, backend, time_limit - (time.perf_counter() - t0))
+        rec, cex = _joint(net, x64, label, pset, model, box, backend, time_limit - (now() - t0), cpu)
         results += rec
     else:
         for j, _ in open_:
-            left = time_limit - (time.perf_counter() - t0)
+            left = time_limit - (now() - t0)
             if left <= 0:
                 results.append(TargetResult(j, Status.TIMEOUT, -math.inf, -math.inf, math.nan, "not run", 0,
                                             0.0, message="sample time limit spent on earlier targets"))
@@ -176,27 +187,29 @@ def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, b
             tol = tolerance(model.rel.lp, c, c0)
             first = min(left, QUICK_S) if conditional else left
             res = backend.solve_milp(model.rel.lp, c, c0, first, stop_above=tol, stop_below=-tol,
-                                     cutoff=CUTOFF_TOLS * tol if cutoff else None)
+                                     cutoff=CUTOFF_TOLS * tol if cutoff else None, cpu_time=cpu)
             target, point = _judge(net, x64, label, pset, model, j, res, tol)
             if target.status is Status.TIMEOUT and first < left:
                 target, point = _conditioned(net, x64, label, pset, model, j, backend, lp_backend or backend,
-                                             t0 + time_limit, target)
+                                             t0 + time_limit, target, clock)
             results.append(target)
             if point is not None:
                 cex = point
                 break
     return SampleVerdict(_combine([t.status for t in results]), tuple(results), cex, model.tightening,
-                         t_s, model.unstable, time.perf_counter() - t0)
+                         t_s, model.unstable, now() - t0, clock)
 
 
 def _conditioned(net, x64, label, pset, model: MILP, j: int, backend: Backend, lp_backend: Backend,
-                 deadline: float, first: TargetResult) -> tuple[TargetResult, np.ndarray | None]:
+                 deadline: float, first: TargetResult, clock: str) -> tuple[TargetResult, np.ndarray | None]:
     """Target ``j`` again, on bounds conditioned on ``f_y - f_j <= 0`` (sound for deciding
     whether that region is empty, see :mod:`lpbench.milp.conditional`): verified if the
     certified LP over them, or the new MILP's safe dual bound, is > 0; falsified by a re-checked
     incumbent; else the first attempt's timeout stands, with the time of both. The recorded
-    ``safe_bound`` stays a lower bound of the margin (see the comment below)."""
-    cond = conditional_bounds(net, x64, label, j, pset, model.pre, lp_backend, CONDITION_ROUNDS, deadline)
+    ``safe_bound`` stays a lower bound of the margin (see the comment below). ``deadline`` is a
+    reading of the ``clock`` (:data:`CLOCKS`)."""
+    now = CLOCKS[clock]
+    cond = conditional_bounds(net, x64, label, j, pset, model.pre, lp_backend, CONDITION_ROUNDS, deadline, now)
     spent = first.time_s + cond.time_s
     note = f"conditioned bounds: {cond.rounds} round(s), {cond.lps} LPs, {cond.time_s:.1f} s"
     m2 = milp(net, x64, pset, cond.pre, model.tightening + "+conditioned")
@@ -209,11 +222,11 @@ def _conditioned(net, x64, label, pset, model: MILP, j: int, backend: Backend, l
         return replace(first, status=Status.VERIFIED, safe_bound=max(first.safe_bound, 0.0),
                        solver_status="conditioned lp relaxation", time_s=spent + lp.time_s,
                        message=f"{note}; conditioned bound {lp.certified_bound:.6g}"), None
-    left = deadline - time.perf_counter()
+    left = deadline - now()
     if left <= 0:
         return replace(first, time_s=spent, message=note + "; no time left for its MILP"), None
     tol = tolerance(m2.rel.lp, c, c0)
-    res = backend.solve_milp(m2.rel.lp, c, c0, left, stop_above=tol, stop_below=-tol)
+    res = backend.solve_milp(m2.rel.lp, c, c0, left, stop_above=tol, stop_below=-tol, cpu_time=clock == "cpu")
     if res.status is MILPStatus.INFEASIBLE:  # S_j empty by the solver's word only: not a proof
         return replace(first, status=Status.UNKNOWN, time_s=spent + res.time_s,
                        message=note + "; conditioned MILP infeasible (not taken as a proof)"), None
@@ -289,7 +302,7 @@ def joint_milp(model: MILP, label: int, box: list[tuple[int, float, float]]) -> 
 
 
 def _joint(net, x64, label, pset, model: MILP, box: list[tuple[int, float, float]], backend: Backend,
-           left: float) -> tuple[list[TargetResult], np.ndarray | None]:
+           left: float, cpu_time: bool) -> tuple[list[TargetResult], np.ndarray | None]:
     """The targets of ``box`` decided by one :func:`joint_milp`. The record of the first target
     carries the solve; the others say they were decided with it."""
     if left <= 0:
@@ -297,7 +310,7 @@ def _joint(net, x64, label, pset, model: MILP, box: list[tuple[int, float, float
                              message="sample time limit spent") for j, _, _ in box], None
     full, obj = joint_milp(model, label, box)
     tol = tolerance(full, obj, 0.0)
-    res = backend.solve_milp(full, obj, 0.0, left, stop_above=tol, stop_below=-tol)
+    res = backend.solve_milp(full, obj, 0.0, left, stop_above=tol, stop_below=-tol, cpu_time=cpu_time)
     first, point = _judge(net, x64, label, pset, model, box[0][0], res, tol)
     rest = Status.UNKNOWN if first.status is Status.FALSIFIED else first.status
     others = [replace(first, target=j, status=rest, nodes=0, time_s=0.0,

@@ -213,8 +213,12 @@ class Backend(ABC):
 
     def solve_milp(self, lp: LinearProgram, c: np.ndarray, c0: float = 0.0, time_limit: float | None = None,
                    stop_above: float | None = None, stop_below: float | None = None,
-                   cutoff: float | None = None) -> MILPResult:
+                   cutoff: float | None = None, cpu_time: bool = False) -> MILPResult:
         """min ``c.v + c0`` with the variables flagged in ``lp.integrality`` integer, one thread.
+        ``time_limit`` counts wall-clock seconds, or with ``cpu_time`` the solver's CPU seconds
+        (the same work on an idle or a shared machine; HiGHS: the calling thread's CPU clock,
+        read between nodes, with a wall-clock backstop of ``CPU_BACKSTOP`` times the limit; CBC:
+        its own CPU clock, CBC's default).
         The solve may stop early once its dual bound exceeds ``stop_above`` or an incumbent is
         below ``stop_below`` (status STOPPED; backends without that support run to the end).
         ``cutoff``: only points with ``c.v + c0 < cutoff`` matter; a backend that supports it
@@ -235,10 +239,10 @@ class Backend(ABC):
             return MILPResult(MILPStatus.INFEASIBLE, time_s=time.perf_counter() - t0,
                               message="inconsistent bounds in the model data")
         try:
+            extra = {"cpu_time": True} if cpu_time else {}
             if cutoff is not None and self.supports_cutoff:
-                res = self._solve_milp(lp, c, float(c0), time_limit, stop_above, stop_below, cutoff=float(cutoff))
-            else:
-                res = self._solve_milp(lp, c, float(c0), time_limit, stop_above, stop_below)
+                extra["cutoff"] = float(cutoff)
+            res = self._solve_milp(lp, c, float(c0), time_limit, stop_above, stop_below, **extra)
         except LpbenchError:
             raise
         except Exception as e:  # a solver failure is a result, not a crash
@@ -247,7 +251,7 @@ class Backend(ABC):
                           time.perf_counter() - t0, res.message)
 
     def _solve_milp(self, lp: LinearProgram, c: np.ndarray, c0: float, time_limit: float | None,
-                    stop_above: float | None, stop_below: float | None) -> MILPResult:
+                    stop_above: float | None, stop_below: float | None, cpu_time: bool = False) -> MILPResult:
         raise LpbenchError(f"backend {self.name!r} does not solve integer programs")
 
     @abstractmethod

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -39,8 +40,9 @@ class HighsBackend(Backend):
     module = "highspy"
 
     def _solve_milp(self, lp: LinearProgram, c: np.ndarray, c0: float, time_limit: float | None,
-                    stop_above: float | None, stop_below: float | None, cutoff: float | None = None) -> MILPResult:
-        return _solve_milp(lp, c, c0, time_limit, stop_above, stop_below, dict(self.options), cutoff)
+                    stop_above: float | None, stop_below: float | None, cutoff: float | None = None,
+                    cpu_time: bool = False) -> MILPResult:
+        return _solve_milp(lp, c, c0, time_limit, stop_above, stop_below, dict(self.options), cutoff, cpu_time)
 
     def _session(self, time_limit: float | None) -> Session:
         return _HighsSession(time_limit, {"simplex_strategy": self.simplex_strategy,
@@ -131,6 +133,9 @@ class _HighsSession(Session):
 #: HiGHS defaults, 15 s without sub-MIPs and 8 s with both changes. Presolve is off as well: on six
 #: hard targets it turned two 60 s timeouts into 23 s and 40 s solves, and on the first 60 NOR images
 #: (bench milp, 60 s) 3 timeouts became 2.
+#: With a CPU-time limit, HiGHS's own (wall-clock) limit is this many times longer (plus 10 s).
+CPU_BACKSTOP = 4.0
+
 _MILP_OPTIONS = {"output_flag": False, "threads": 1, "mip_rel_gap": 0.0, "mip_abs_gap": 0.0,
                  "mip_heuristic_run_rins": False, "mip_heuristic_run_rens": False,
                  "mip_pscost_minreliable": 1, "presolve": "off"}
@@ -138,9 +143,14 @@ _MILP_OPTIONS = {"output_flag": False, "threads": 1, "mip_rel_gap": 0.0, "mip_ab
 
 def _solve_milp(lp: LinearProgram, c: np.ndarray, c0: float, time_limit: float | None,
                 stop_above: float | None, stop_below: float | None, options: dict,
-                cutoff: float | None = None) -> MILPResult:
+                cutoff: float | None = None, cpu_time: bool = False) -> MILPResult:
     """The HiGHS branch and bound on ``lp`` with integrality; a MIP-interrupt callback stops it
     once ``dual bound + c0 > stop_above`` or ``incumbent + c0 < stop_below``.
+
+    ``cpu_time``: ``time_limit`` counts the CPU seconds of the calling thread (HiGHS runs its
+    single-threaded search there), checked by the same callback, which HiGHS calls between nodes;
+    its own wall-clock limit becomes a backstop at ``CPU_BACKSTOP`` times the limit (plus 10 s),
+    so a starved process still ends, with a time-limit status.
 
     ``cutoff`` goes to HiGHS as ``objective_bound``, its initial upper limit: nodes whose bound
     reaches it are pruned, and reduced-cost fixing and objective propagation start at once instead
@@ -153,7 +163,8 @@ def _solve_milp(lp: LinearProgram, c: np.ndarray, c0: float, time_limit: float |
     h = highspy.Highs()
     opts = {**_MILP_OPTIONS, **options}
     if time_limit is not None:
-        opts["time_limit"] = float(time_limit)
+        opts["time_limit"] = float(time_limit) * (CPU_BACKSTOP if cpu_time else 1.0) + (10.0 if cpu_time else 0.0)
+    cpu_limit = float(time_limit) if cpu_time and time_limit is not None else math.inf
     shift = 0.0
     if cutoff is not None:
         shift, c0 = c0, 0.0  # objective and thresholds below are without the constant
@@ -188,7 +199,11 @@ def _solve_milp(lp: LinearProgram, c: np.ndarray, c0: float, time_limit: float |
         seen["bound"] = float(out.mip_dual_bound)
         if out.mip_dual_bound > hi or out.objective_function_value < lo:
             event.interrupt()
+        elif time.thread_time() - cpu0 > cpu_limit:
+            seen["cpu"] = True
+            event.interrupt()
     h.cbMipInterrupt.subscribe(interrupt)
+    cpu0 = time.thread_time()
     h.run()
     ms, info = h.getModelStatus(), h.getInfo()
     status = {highspy.HighsModelStatus.kOptimal: MILPStatus.OPTIMAL,
@@ -202,6 +217,8 @@ def _solve_milp(lp: LinearProgram, c: np.ndarray, c0: float, time_limit: float |
     # optimal: HiGHS's final bound; otherwise the last bound the branch and bound reported
     bound = float(info.mip_dual_bound) if status is MILPStatus.OPTIMAL else seen.get("bound", -math.inf)
     message = h.modelStatusToString(ms)
+    if status is MILPStatus.STOPPED and seen.get("cpu"):
+        status, message = MILPStatus.TIME_LIMIT, "CPU time limit reached"
     if cutoff is not None:
         limit = float(cutoff) - shift
         exhausted = status is MILPStatus.INFEASIBLE or (status is MILPStatus.STOPPED and bound >= limit)

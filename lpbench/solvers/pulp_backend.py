@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import resource
 import time
 import warnings
 from dataclasses import dataclass
@@ -37,10 +38,12 @@ class PulpBackend(Backend):
         return _PulpSession(time_limit)
 
     def _solve_milp(self, lp: LinearProgram, c: np.ndarray, c0: float, time_limit: float | None,
-                    stop_above: float | None, stop_below: float | None) -> MILPResult:
+                    stop_above: float | None, stop_below: float | None, cpu_time: bool = False) -> MILPResult:
         """CBC's branch and cut (one thread, gaps 0). PuLP reports no dual bound: an optimal end
         gives the incumbent's value as the bound (CBC proved it up to its gap of 0), any other end
-        -inf. No early stop (PuLP has no callback); the solve runs to optimality or the limit."""
+        -inf. No early stop (PuLP has no callback); the solve runs to optimality or the limit.
+        CBC's limit counts its own CPU seconds (its default ``timeMode``); ``cpu_time`` only
+        decides which clock tells a limit's end from a failure here."""
         pulp = importlib.import_module("pulp")
         session = _PulpSession(time_limit)
         session._load(lp, None)
@@ -49,12 +52,13 @@ class PulpBackend(Backend):
         nz = np.flatnonzero(c)
         session._prob.setObjective(pulp.LpAffineExpression([(session._vars[j], float(c[j])) for j in nz]))
         solver = _cbc(pulp, mip=True, msg=False, timeLimit=time_limit, gapRel=0.0, gapAbs=0.0, threads=1)
-        t0 = time.perf_counter()
+        t0, c0_cpu = time.perf_counter(), _child_cpu()
         try:
             session._prob.solve(solver)
         except pulp.PulpSolverError as e:
             return MILPResult(MILPStatus.ERROR, message=str(e))
-        late = time_limit is not None and time.perf_counter() - t0 >= 0.9 * time_limit
+        spent = _child_cpu() - c0_cpu if cpu_time else time.perf_counter() - t0
+        late = time_limit is not None and spent >= 0.9 * time_limit
         prob = session._prob
         # a variable in no row and not in the objective is not written out: any value in its box
         free = np.clip(0.0, lp.var_lo, lp.var_hi)
@@ -138,3 +142,9 @@ def _cbc(pulp, **kwargs):
             if cls is not None and cls(msg=False).available():
                 return cls(**kwargs) if kwargs else cls
     return None
+
+
+def _child_cpu() -> float:
+    """CPU seconds of the finished child processes (the CBC runs) so far."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
