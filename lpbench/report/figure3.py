@@ -4,6 +4,7 @@ gap levels (33.3% and 80%) as reference lines."""
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -48,7 +49,8 @@ def plot_gaps(table: pd.DataFrame, methods: Sequence[str], paths: Sequence[str |
                         elinewidth=0.8, capsize=2)
     for level, name in ((100 / 3, "1.5x gap"), (80.0, "5x gap")):
         ax.axhline(level, color="black", linestyle="--", linewidth=0.8)
-        ax.text(-0.55, level + 1, name, ha="left", va="bottom", fontsize=8)
+        ax.text(len(models) - 0.45, level + 1, name, ha="right", va="bottom", fontsize=8,
+                bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.0, "alpha": 0.85})
     ax.set_xticks(x)
     ax.set_xticklabels(models, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("median gap to PGD (%)\n100 (eps_PGD - eps_cert) / eps_PGD")
@@ -58,9 +60,10 @@ def plot_gaps(table: pd.DataFrame, methods: Sequence[str], paths: Sequence[str |
     n = int(table.n_correct.max()) if "n_correct" in table.columns and len(table) else 0
     ax.set_title(f"Median gap between certified and PGD minimum l_inf distortion, up to {n} MNIST test "
                  "samples\n(error bars: distribution-free 95% intervals of the median)", fontsize=9, pad=22)
-    fig.text(0.01, 0.005, f"regenerate: {prov.get('command', '')}  (commit {prov.get('commit', '?')}, "
-                          f"{prov.get('date', '')})", fontsize=6, color="0.35")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    footer = textwrap.wrap(f"regenerate: {prov.get('command', '')}  (commit {prov.get('commit', '?')}, "
+                           f"{prov.get('date', '')})", width=int(fig.get_figwidth() * 20))
+    fig.text(0.01, 0.005, "\n".join(footer), fontsize=6, color="0.35", va="bottom")
+    fig.tight_layout(rect=(0, 0.03 * len(footer), 1, 1))
     out = []
     for p in paths:
         p = Path(p)
