@@ -174,7 +174,7 @@ def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, b
                 open_.append((j, lp.certified_bound))
         box = _margin_box(session, model, label, open_) if targets == "joint" and len(open_) > 1 else None
     if box is not None:
-        rec, cex = _joint(net, x64, label, pset, model, box, backend, time_limit - (now() - t0), cpu)
+        rec, cex = _joint(net, x64, label, pset, model, box, backend, time_limit - (now() - t0), clock)
         results += rec
     else:
         for j, _ in open_:
@@ -302,7 +302,7 @@ def joint_milp(model: MILP, label: int, box: list[tuple[int, float, float]]) -> 
 
 
 def _joint(net, x64, label, pset, model: MILP, box: list[tuple[int, float, float]], backend: Backend,
-           left: float, cpu_time: bool) -> tuple[list[TargetResult], np.ndarray | None]:
+           left: float, clock: str) -> tuple[list[TargetResult], np.ndarray | None]:
     """The targets of ``box`` decided by one :func:`joint_milp`. The record of the first target
     carries the solve; the others say they were decided with it."""
     if left <= 0:
@@ -310,7 +310,7 @@ def _joint(net, x64, label, pset, model: MILP, box: list[tuple[int, float, float
                              message="sample time limit spent") for j, _, _ in box], None
     full, obj = joint_milp(model, label, box)
     tol = tolerance(full, obj, 0.0)
-    res = backend.solve_milp(full, obj, 0.0, left, stop_above=tol, stop_below=-tol, cpu_time=cpu_time)
+    res = backend.solve_milp(full, obj, 0.0, left, stop_above=tol, stop_below=-tol, cpu_time=clock == "cpu")
     first, point = _judge(net, x64, label, pset, model, box[0][0], res, tol)
     rest = Status.UNKNOWN if first.status is Status.FALSIFIED else first.status
     others = [replace(first, target=j, status=rest, nodes=0, time_s=0.0,
