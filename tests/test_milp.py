@@ -295,6 +295,20 @@ def test_bad_time_limits(limit):
         verify_sample(net, x, label, pset, get_backend("highs"), 10, clock="gpu")
 
 
+def test_the_cpu_clock_counts_solver_subprocesses():
+    """CBC solves in a child process: the CPU clock of a sample's budget must see that time."""
+    import subprocess
+    import sys
+
+    from lpbench.milp.verify import CLOCKS
+    t0 = CLOCKS["cpu"]()
+    out = subprocess.run([sys.executable, "-c", "import time\nt = time.process_time()\n"
+                          "while time.process_time() - t < 0.3: pass\nprint(time.process_time() - t)"],
+                         capture_output=True, text=True, check=True)
+    spent = float(out.stdout)
+    assert CLOCKS["cpu"]() - t0 >= spent - 0.01
+
+
 def test_a_cpu_time_limit_stops_the_search_with_a_sound_bound():
     """HiGHS with a CPU-time limit far below what the search needs ends with a time-limit status
     (from the interrupt callback, not HiGHS's wall-clock backstop) and a dual bound below the

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import math
-import resource
 import time
 import warnings
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lpbench.solvers.base import (Backend, LinearProgram, LPStatus, MILPResult, MILPStatus, RawSolution,
-                                  Session)
+                                  Session, child_cpu)
 
 
 @dataclass(frozen=True)
@@ -52,12 +51,12 @@ class PulpBackend(Backend):
         nz = np.flatnonzero(c)
         session._prob.setObjective(pulp.LpAffineExpression([(session._vars[j], float(c[j])) for j in nz]))
         solver = _cbc(pulp, mip=True, msg=False, timeLimit=time_limit, gapRel=0.0, gapAbs=0.0, threads=1)
-        t0, c0_cpu = time.perf_counter(), _child_cpu()
+        t0, c0_cpu = time.perf_counter(), child_cpu()
         try:
             session._prob.solve(solver)
         except pulp.PulpSolverError as e:
             return MILPResult(MILPStatus.ERROR, message=str(e))
-        spent = _child_cpu() - c0_cpu if cpu_time else time.perf_counter() - t0
+        spent = child_cpu() - c0_cpu if cpu_time else time.perf_counter() - t0
         late = time_limit is not None and spent >= 0.9 * time_limit
         prob = session._prob
         # a variable in no row and not in the objective is not written out: any value in its box
@@ -143,8 +142,3 @@ def _cbc(pulp, **kwargs):
                 return cls(**kwargs) if kwargs else cls
     return None
 
-
-def _child_cpu() -> float:
-    """CPU seconds of the finished child processes (the CBC runs) so far."""
-    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return ru.ru_utime + ru.ru_stime
