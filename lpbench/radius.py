@@ -49,9 +49,17 @@ class Bracket:
     def done(self, tol: float) -> bool:
         return not math.isfinite(self.hi) or self.hi - self.lo <= tol
 
-    def next_probe(self, tol: float) -> float | None:
-        """The midpoint to probe next, or None when the bracket is narrow enough."""
-        return None if self.done(tol) else 0.5 * (self.lo + self.hi)
+    def next_probe(self, tol: float, grow: float | None = None) -> float | None:
+        """The midpoint to probe next, or None when the bracket is narrow enough. ``grow``
+        (certify, ``lo > 0``): probe at most ``grow * lo``, galloping up from a certified radius
+        instead of halving a wide bracket; for methods whose cost rises steeply with epsilon
+        (LP-ALL, LP-LAST, the MILP) the probes far above the radius are the expensive ones."""
+        if self.done(tol):
+            return None
+        mid = 0.5 * (self.lo + self.hi)
+        if grow is not None and self.kind == "certify" and self.lo > 0:
+            return min(mid, grow * self.lo)
+        return mid
 
 
 def bracket(probes: Mapping[float, bool], lo: float, hi: float, kind: str) -> Bracket:
@@ -99,11 +107,12 @@ class Radius:
 def search(net, image: np.ndarray, label: int, method: str, *, kind: str | None = None,
            lo: float = 0.0, hi: float = 0.5, tol: float = TOL, norm: str = "linf",
            known: Mapping[float, bool] | None = None, options: Mapping[str, Any] | None = None,
-           device: str = "cpu", max_probes: int = 64) -> Radius:
+           device: str = "cpu", max_probes: int = 64, grow: float | None = None) -> Radius:
     """Bisect one sample's radius for one registered method in this process.
 
     ``kind`` defaults to "attack" for attack methods (PGD) and "certify" otherwise. ``known``:
-    probes already run (eps -> success), e.g. read back from the store, to resume from. A sample
+    probes already run (eps -> success), e.g. read back from the store, to resume from. ``grow``:
+    see :meth:`Bracket.next_probe`. A sample
     misclassified at x gets one probe at epsilon 0 (falsified) and radius 0. An ``error`` or
     ``timeout`` at a probe counts as not verified / not attacked, so the radius stays sound."""
     from lpbench.methods import get_method
@@ -129,7 +138,7 @@ def search(net, image: np.ndarray, label: int, method: str, *, kind: str | None 
     b = bracket(probes, lo, hi_cert, kind)
     if kind == "attack" and math.isfinite(hi) and hi not in probes:  # the upper end must be attacked
         b = probe(hi)
-    while (eps := b.next_probe(tol)) is not None and len(log) < max_probes:
+    while (eps := b.next_probe(tol, grow)) is not None and len(log) < max_probes:
         b = probe(eps)
     return Radius(method, kind, b.radius, b.lo, b.hi, tuple(log), sum(o.time_s for _, o in log))
 

@@ -82,6 +82,25 @@ def test_radii_bracket_the_exact_distortion(seed: int) -> None:
     assert radii["ibp"] <= radii["lp-all"] + tol and radii["lp-greedy"] <= radii["lp-all"] + tol
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_galloping_search_meets_bisection(seed: int) -> None:
+    """LP-ALL from the LP-GREEDY radius with ``grow``: every probe is at most grow times the
+    largest verified epsilon before it (or the midpoint), and the radius is bisection's to tol."""
+    net = _net(seed)
+    x, y = _correct_point(net, seed)
+    tol = 1e-4
+    hi = min(0.5, search(net, x, y, "pgd", hi=0.5, tol=tol).radius)
+    lo = search(net, x, y, "lp-greedy", hi=hi, tol=tol).radius
+    plain = search(net, x, y, "lp-all", lo=lo, hi=hi, tol=tol)
+    fast = search(net, x, y, "lp-all", lo=lo, hi=hi, tol=tol, grow=1.25)
+    assert abs(fast.radius - plain.radius) <= tol
+    best = lo
+    for eps, o in fast.probes:
+        assert eps <= 1.25 * best + 1e-12 or best == 0
+        if o.status is Status.VERIFIED:
+            best = max(best, eps)
+
+
 def test_search_resumes_from_its_probes() -> None:
     net = _net(1)
     x, y = _correct_point(net, 1)

@@ -100,7 +100,8 @@ def table2(models, methods, lp_all, milp_models, samples, quick, tol, eps_max, t
     finally:
         bar.close()
     prov["samples"] = "MNIST test ids " + ",".join(str(i) for i in (ids or t2._ids(spec)))
-    prov["search"] = f"bisection, tol {tol:g}, eps_max {eps_max:g}, MILP {time_limit:g} s per probe"
+    prov["search"] = (f"bisection, tol {tol:g}, eps_max {eps_max:g}, MILP {time_limit:g} s per probe; LP-LAST, "
+                      f"LP-ALL and MILP gallop up from their lower end (probes <= {t2.GROW:g}x it) until one fails")
     secs = float(per_sample.time_s.sum())
     prov["compute"] = (f"{secs:.0f} s = {secs / 3600:.2f} CPU-hours summed over every probe on this machine "
                        "(Salman et al. 2019: 22 CPU-years for their whole study)")
