@@ -123,6 +123,9 @@ class _HighsSession(Session):
         self._h = None
 
 
+#: With a CPU-time limit, HiGHS's own (wall-clock) limit is this many times longer (plus 10 s).
+CPU_BACKSTOP = 4.0
+
 #: MILP defaults: one thread, no output, gaps 0 so that "optimal" means the dual bound met the
 #: incumbent (the verdict only ever rests on the dual bound, so the gap is about speed, not
 #: soundness). The RINS and RENS sub-MIP heuristics are off and pseudo-costs count as reliable
@@ -133,9 +136,6 @@ class _HighsSession(Session):
 #: HiGHS defaults, 15 s without sub-MIPs and 8 s with both changes. Presolve is off as well: on six
 #: hard targets it turned two 60 s timeouts into 23 s and 40 s solves, and on the first 60 NOR images
 #: (bench milp, 60 s) 3 timeouts became 2.
-#: With a CPU-time limit, HiGHS's own (wall-clock) limit is this many times longer (plus 10 s).
-CPU_BACKSTOP = 4.0
-
 _MILP_OPTIONS = {"output_flag": False, "threads": 1, "mip_rel_gap": 0.0, "mip_abs_gap": 0.0,
                  "mip_heuristic_run_rins": False, "mip_heuristic_run_rens": False,
                  "mip_pscost_minreliable": 1, "presolve": "off"}

@@ -141,4 +141,3 @@ def _cbc(pulp, **kwargs):
             if cls is not None and cls(msg=False).available():
                 return cls(**kwargs) if kwargs else cls
     return None
-
