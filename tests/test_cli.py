@@ -93,6 +93,17 @@ def test_distortion_brackets_and_agrees_with_verify(monkeypatch, capsys):
         assert code == 0 and json.loads(out.splitlines()[0])["status"] != "falsified"
 
 
+def test_distortion_time_limit_claims_nothing(monkeypatch, capsys):
+    """A time limit far too short leaves the bracket open: not exact, and the note must not claim
+    that no adversarial point exists within the radius (image 1 has one within 0.07)."""
+    code, out, err = run(monkeypatch, capsys, "distortion", "LPD-MLP-B-0.1", "--samples", "1:2", "--eps-max",
+                         "0.07", "--time-limit", "0.001", "--tightening", "interval", "--json")
+    assert code == 0, err
+    r = json.loads(out.splitlines()[0])
+    assert not r["exact"] and r["lower"] <= 0.07
+    assert "no adversarial point within" not in r["note"]
+
+
 def test_distortion_bad_radius_is_a_clean_error(monkeypatch, capsys):
     code, out, err = run(monkeypatch, capsys, "distortion", "NOR-MLP-B", "--samples", "0:1", "--eps-max", "0")
     assert code == 2 and "--eps-max" in err and "Traceback" not in err + out
