@@ -153,12 +153,33 @@ def table2_run(tmp_path, shared_mirror):
 def test_table2_orders_and_resumes(table2_run) -> None:
     spec, store, table, per_sample, report = table2_run
     r = per_sample.set_index("method").radius
-    assert per_sample.finished.all() and report.tasks == 4
+    assert per_sample.finished.all() and report.searches == 4 and report.open == 0
+    assert report.tasks == report.written  # one task per probe
     assert 0 < r["ibp"] <= r["lp-greedy"] <= r["lp-all"] <= r["pgd"]
     assert int(table.violations.iloc[0]) == 0 and int(table.n_correct.iloc[0]) == 1
     assert table["lp-all_gap_median_pct"].iloc[0] == pytest.approx(100 * (r["pgd"] - r["lp-all"]) / r["pgd"])
     again, per_again, rep2 = t2.run_table2(spec, store, workers=1)
     assert rep2.tasks == 0 and per_again.radius.tolist() == per_sample.radius.tolist()
+
+
+def test_table2_interrupted_keeps_its_probes(table2_run, tmp_path) -> None:
+    """Each probe is stored when it returns: a run stopped after its third probe keeps those three,
+    and the resumed run ends with the same radii as the uninterrupted one."""
+    spec, _, _, per_sample, _ = table2_run
+    store = tmp_path / "cut.sqlite"
+
+    def stop(report, left) -> None:
+        if report.written >= 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        t2.run_table2(spec, store, workers=1, progress=stop)
+    from lpbench.store import Store
+    with Store(store) as st:
+        assert sum(len(st.frame(k)) for k in {spec.key(m) for m in spec.methods}) == 3
+    _, per_again, rep = t2.run_table2(spec, store, workers=1)
+    assert rep.written == rep.tasks and per_again.finished.all()
+    assert per_again.radius.tolist() == per_sample.radius.tolist()
 
 
 def _lpbench(*args: str) -> subprocess.CompletedProcess:

@@ -6,8 +6,9 @@ radius is found by bisection (:mod:`lpbench.radius`): PGD gives the upper end (t
 epsilon with a re-checked adversarial example), IBP, CROWN, LP-GREEDY, LP-LAST and LP-ALL the
 largest certified epsilon, and the MILP the exact minimum distortion (to the bisection tolerance).
 The searches run as a resumable sweep on dask (embedded cluster or any scheduler), one task per
-(model, method, sample); every probe is an outcome in the results store, so a search is replayed
-from the store and resumed where it stopped.
+probe: the driver keeps each (model, method, sample) bracket, submits its next probe, and stores
+the probe's outcome as soon as it returns, so a search is replayed from the store and resumed where
+it stopped, and an interrupted run loses at most the probes in flight (one per worker).
 
 Brackets: PGD on [0, eps_max]; IBP, CROWN, LP-GREEDY and registered user methods on
 [0, eps_max]; LP-LAST and LP-ALL on [r(LP-GREEDY), r(PGD)] (both dominate LP-GREEDY, Section 4
@@ -110,8 +111,13 @@ class Table2Spec:
 
 @dataclass
 class Report:
+    """``written`` probes stored, ``tasks`` probe tasks run, ``searches`` searches finished,
+    ``open`` searches left open by an error (run again next time)."""
+
     written: int = 0
     tasks: int = 0
+    searches: int = 0
+    open: int = 0
     counts: dict = field(default_factory=dict)
     wall_s: float = 0.0
     dashboard: str = ""
@@ -216,7 +222,7 @@ def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers
                         fut = client.submit(tasks.radius, model, "mnist", sample, int(labels[sample]), method,
                                             s.kind(method), lo, hi, spec.tol, spec.norm,
                                             dict(s.probes.get(k, {})), opts, shipped(method),
-                                            GROW if method in STARTS else None, pure=False,
+                                            GROW if method in STARTS else None, 1, pure=False,
                                             priority=_priority(spec, model, method))
                         running[fut.key] = k
                         done.add(fut)
@@ -225,7 +231,6 @@ def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers
                 submit_ready()
                 for fut in done:
                     k = running.pop(fut.key)
-                    todo.remove(k)
                     model, method, sample = k
                     if fut.status == "finished":
                         probes, where = fut.result()
@@ -236,6 +241,12 @@ def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers
                         report.written += st.add(spec.key(method), model, eps, spec.norm, [o], where)
                         report.counts[o.status.value] = report.counts.get(o.status.value, 0) + 1
                     s.record(k, probes)
+                    if s.done(k):
+                        todo.remove(k)
+                        report.searches += 1
+                    elif not probes or any(success(s.kind(method), o.status) is None for _, o in probes):
+                        todo.remove(k)  # an error decides nothing: the search stays open for the next run
+                        report.open += 1
                     if progress is not None:
                         progress(report, len(todo))
                     submit_ready()
