@@ -182,6 +182,33 @@ def test_table2_interrupted_keeps_its_probes(table2_run, tmp_path) -> None:
     assert per_again.radius.tolist() == per_sample.radius.tolist()
 
 
+@pytest.mark.parametrize("milp_probes, upper, exact", [
+    ({0.025: "verified", 0.03: "timeout"}, 0.04, False),  # a timeout bounds nothing: upper is PGD's
+    ({0.025: "verified", 0.032: "timeout", 0.03: "falsified"}, 0.03, True),
+])
+def test_milp_upper_end_is_a_counterexample_never_a_timeout(tmp_path, milp_probes, upper, exact) -> None:
+    """Hand-made probes (tol 0.01): PGD attacks 0.04 and not 0.035; LP-GREEDY verifies 0.02,
+    LP-ALL 0.022; the MILP verifies 0.025. The MILP's upper end is its smallest falsified probe or
+    else PGD's radius, and ``exact`` means that end is within the tolerance of its radius."""
+    from lpbench.problem import Outcome
+    from lpbench.store import Store
+    spec = t2.Table2Spec(("NOR-MLP-2-100",), ("pgd", "lp-greedy", "lp-all", "milp"), ("NOR-MLP-2-100",),
+                         ("NOR-MLP-2-100",), (6139,), 0.5, 0.01, "linf", {}, "hand")
+    probes = {"pgd": {0.5: "falsified", 0.04: "falsified", 0.035: "unknown"},
+              "lp-greedy": {0.02: "verified", 0.025: "unknown"}, "lp-all": {0.022: "verified", 0.03: "unknown"},
+              "milp": milp_probes}
+    with Store(tmp_path / "s.sqlite") as st:
+        for m, ps in probes.items():
+            for eps, status in ps.items():
+                st.add(spec.key(m), "NOR-MLP-2-100", eps, "linf", [Outcome(m, 6139, 0, Status(status))])
+        per = t2.radii(spec, t2._Searches(spec, st, np.array([6139])))
+    mi = per[per.method == "milp"].iloc[0]
+    assert per.finished.all() and mi.radius == 0.025
+    assert mi.upper == upper and bool(mi.exact) is exact
+    table = t2.summarize(spec, per)
+    assert table.milp_upper_mean_e3.iloc[0] == pytest.approx(1e3 * upper) and table.violations.iloc[0] == 0
+
+
 def _lpbench(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "lpbench.cli", *args], capture_output=True, text=True,
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)

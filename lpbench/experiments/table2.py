@@ -271,14 +271,19 @@ def _ids(spec: Table2Spec) -> np.ndarray:
 
 def radii(spec: Table2Spec, s: _Searches) -> pd.DataFrame:
     """One row per (model, method, sample): the radius, its bracket, probes, seconds and whether
-    the search finished; the MILP's ``exact`` when its bracket's upper end is an attacked radius
-    or a MILP-falsified probe (so the minimum distortion lies in (lo, hi])."""
-    times = {}
+    the search finished. For the MILP also ``upper``: the smallest epsilon with a re-checked
+    counterexample (a MILP-falsified probe, or the attacked radius), so the minimum distortion lies
+    in (radius, upper]; ``exact`` when that interval is within the tolerance. A probe that timed
+    out bounds nothing: the bracket's ``hi`` may sit on one, ``upper`` never does."""
+    times, falsified = {}, {}
     for m in dict.fromkeys(spec.methods):
         f = s.st.frame(spec.key(m))
         for (model, meth, sample), g in f.groupby(["model", "method", "sample"]):
-            times[(model, meth, int(sample))] = (float(g.time_s.sum()), len(g), int((g.status == "error").sum()),
-                                                 int((g.status == "timeout").sum()))
+            key = (model, meth, int(sample))
+            times[key] = (float(g.time_s.sum()), len(g), int((g.status == "error").sum()),
+                          int((g.status == "timeout").sum()))
+            falsified[key] = float(g.epsilon[g.status == "falsified"].min()) if (g.status == "falsified").any() \
+                else math.inf
     rows = []
     for k in s.all():
         b = s.bracket(*k)
@@ -290,7 +295,11 @@ def radii(spec: Table2Spec, s: _Searches) -> pd.DataFrame:
                      "finished": finished, "probes": n, "errors": errors, "timeouts": timeouts, "time_s": t})
     df = pd.DataFrame.from_records(rows)
     if len(df):
-        df["exact"] = (df.method == "milp") & df.finished & (df.timeouts == 0) & (df.errors == 0)
+        pgd = df[df.method == "pgd"].set_index(["model", "sample"]).radius
+        up = [min(falsified.get((r.model, r.method, r.sample), math.inf), pgd.get((r.model, r.sample), math.nan))
+              if r.method == "milp" else math.nan for r in df.itertuples()]
+        df["upper"] = up
+        df["exact"] = (df.method == "milp") & df.finished & (df.upper - df.radius <= spec.tol * (1 + 1e-9))
     return df
 
 
@@ -335,9 +344,11 @@ def summarize(spec: Table2Spec, per_sample: pd.DataFrame) -> pd.DataFrame:
         if "milp" in spec.methods_of(model):
             mi = d[d.method == "milp"].set_index("sample")
             row["milp_exact"] = f"{int(mi.exact.sum())}/{len(mi)}"
+            upper = mi.upper.reindex(keep)
+            row["milp_upper_mean_e3"] = 1e3 * float(upper.mean()) if upper.notna().all() and len(upper) else math.nan
             for m in spec.methods_of(model):
                 if m not in ("pgd", "milp"):
-                    violations += int((d[d.method == m].set_index("sample").radius > mi.hi).sum())
+                    violations += int((d[d.method == m].set_index("sample").radius > mi.upper).sum())
         row["violations"] = violations
         row["finished"] = bool(d.finished.all())
         rows.append(row)
