@@ -44,6 +44,14 @@ class Distortion:
     exact: bool
     eps_max: float
 
+    @property
+    def note(self) -> str:
+        """Why ``upper`` is inf: nothing adversarial within eps_max (exact), or a time limit."""
+        if math.isfinite(self.upper):
+            return ""
+        return f"no adversarial point within {self.eps_max:g}" if self.exact else \
+            "a target MILP stopped at the time limit: none found, the bracket is [lower, inf]"
+
 
 def min_distortion(net: Network, x: np.ndarray, label: int, backend: Backend, eps_max: float = 0.5,
                    time_limit: float = 60.0, tightening: str = DEFAULT_TIGHTENING,
