@@ -4,7 +4,8 @@ al. 2019, Section 6.2, Figure 3 and Table 2 of its appendix L.2).
 For each experiment-2 MNIST model and each of the ten test samples of the manifest, every method's
 radius is found by bisection (:mod:`lpbench.radius`): PGD gives the upper end (the smallest
 epsilon with a re-checked adversarial example), IBP, CROWN, LP-GREEDY, LP-LAST and LP-ALL the
-largest certified epsilon, and the MILP the exact minimum distortion (to the bisection tolerance).
+largest certified epsilon, and the MILP brackets the minimum distortion (exact to the bisection
+tolerance where its probes are decided, see :func:`radii`).
 The searches run as a resumable sweep on dask (embedded cluster or any scheduler), one task per
 probe: the driver keeps each (model, method, sample) bracket, submits its next probe, and stores
 the probe's outcome as soon as it returns, so a search is replayed from the store and resumed where
