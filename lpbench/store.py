@@ -1,4 +1,5 @@
-"""The results store: an embedded SQLite database (WAL) with one row per outcome.
+"""The results store: an embedded SQLite database (WAL) with one row per outcome (and a small
+table of named measurements, such as projected costs, kept as JSON).
 
 Keyed by (experiment, model, epsilon, norm, method, sample), so an interrupted run resumes by
 computing only the missing keys. Only the client process writes. The store knows nothing of the
@@ -43,6 +44,11 @@ CREATE TABLE IF NOT EXISTS sweeps (
     name TEXT PRIMARY KEY,
     spec TEXT NOT NULL,
     updated TEXT DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE TABLE IF NOT EXISTS measurements (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    created TEXT DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 """
 
@@ -121,6 +127,16 @@ class Store:
     def sweep_spec(self, name: str) -> str | None:
         row = self._db.execute("SELECT spec FROM sweeps WHERE name=?", (name,)).fetchone()
         return None if row is None else row[0]
+
+    def save_measurement(self, name: str, value: Mapping) -> None:
+        """Keep a measurement that is not an outcome (e.g. a projected cost) as JSON."""
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO measurements (name, value) VALUES (?, ?)",
+                             (name, json.dumps(value, sort_keys=True)))
+
+    def measurement(self, name: str) -> dict | None:
+        row = self._db.execute("SELECT value FROM measurements WHERE name=?", (name,)).fetchone()
+        return None if row is None else json.loads(row[0])
 
     def sweeps(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT name FROM sweeps ORDER BY name")]

@@ -209,6 +209,36 @@ def test_milp_upper_end_is_a_counterexample_never_a_timeout(tmp_path, milp_probe
     assert table.milp_upper_mean_e3.iloc[0] == pytest.approx(1e3 * upper) and table.violations.iloc[0] == 0
 
 
+def test_lp_all_projection_of_a_model_without_it(table2_run) -> None:
+    """A model left without LP-ALL gets a projected cost measured at its LP-GREEDY radius r and at
+    1.25 r (capped by PGD's): the unstable neurons counted are those of the cheap bounds LP-ALL
+    would start from, and the measurement is kept in the store and reused."""
+    from dataclasses import replace as dc_replace
+
+    from lpbench.experiments.projection import K
+    from lpbench.lp.drivers import lp_layers
+    from lpbench.store import Store
+    from lpbench.sweep.tasks import lp_start, network
+    spec, store, _, _, _ = table2_run
+    spec = dc_replace(spec, lp_models=())
+    _, per_sample, rep = t2.run_table2(spec, store, workers=1)
+    assert rep.tasks == 0
+    proj = t2.lp_all_projections(spec, per_sample, store)
+    assert proj.model.tolist() == ["NOR-MLP-2-100"]
+    r = per_sample.set_index("method").radius
+    p = proj.iloc[0]
+    assert p.eps_low == r["lp-greedy"] and p.eps_high == min(t2.GROW * r["lp-greedy"], r["pgd"])
+    net = network("NOR-MLP-2-100")
+    for end in ("low", "high"):
+        pre = lp_start("NOR-MLP-2-100", "mnist", p[f"eps_{end}"], "linf", 6139).pre
+        assert p[f"unstable_{end}"] == sum(int(((lo < 0) & (hi > 0)).sum()) for lo, hi in
+                                           (pre[i] for i in lp_layers(net, "all")))
+        assert p[f"probe_s_{end}"] > 0 and p[f"cpu_h_{end}"] > 0
+    with Store(store) as st:
+        assert st.measurement(f"table2-projection:NOR-MLP-2-100:6139:{p.eps_low:.8g}:k{K}") is not None
+    assert t2.lp_all_projections(spec, per_sample, store).equals(proj)  # read back, not measured again
+
+
 def _lpbench(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "lpbench.cli", *args], capture_output=True, text=True,
                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
