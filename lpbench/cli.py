@@ -140,7 +140,7 @@ def verify(model: str, eps: float, norm: str, methods: str, samples: str, datase
 @click.option("--eps-max", type=float, default=0.5, show_default=True,
               help="Search radius: its bounds fix the MILP's big-M constants.")
 @click.option("--time-limit", type=float, default=600.0, show_default=True,
-              help="Seconds per target MILP (> 0); a sample hitting it gets a bracket, not an exact value.")
+              help="CPU seconds per target MILP (> 0); a sample hitting it gets a bracket, not an exact value.")
 @_tightening_option
 @click.option("--backend", type=click.Choice(["highs", "pulp"]), default="highs", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per sample.")

@@ -440,3 +440,54 @@ def test_conditional_bounds_hold_on_the_counterexample_region():
                 assert (z >= lo.ravel() - 1e-9).all() and (z <= hi.ravel() + 1e-9).all()
             hits += 1
     assert hits >= 5
+
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("integrality", [None, [False, False]])
+def test_a_milp_without_integer_columns_reports_its_optimum_as_the_bound(backend, integrality):
+    """min x + 2 y + 3 over x in [1, 2], y in [0.5, 1], x + y >= 2 (optimum 5.5 at x = 1.5, y = 0.5):
+    with no integer column HiGHS solves an LP and leaves its MIP bound at 0, which must not pass
+    for the dual bound (it made an exact distortion bracket [0, d])."""
+    from lpbench.solvers.base import LinearProgram, MILPStatus
+    import scipy.sparse as sp
+    prog = LinearProgram(sp.csr_matrix([[1.0, 1.0]]), np.array([2.0]), np.array([np.inf]),
+                         np.array([1.0, 0.5]), np.array([2.0, 1.0]),
+                         None if integrality is None else np.array(integrality))
+    res = get_backend(backend).solve_milp(prog, np.array([1.0, 2.0]), 3.0, time_limit=30)
+    assert res.status is MILPStatus.OPTIMAL
+    assert res.objective == pytest.approx(5.5) and res.dual_bound == pytest.approx(5.5)
+
+class _CallsEpsMILPsInfeasible:
+    """A HiGHS backend that wrongly reports every closest-adversarial-example MILP (objective:
+    the eps column alone) infeasible, and solves everything else for real."""
+
+    def __init__(self):
+        self.real = get_backend("highs")
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def solve_milp(self, lp, c, c0=0.0, time_limit=None, **kw):
+        from lpbench.solvers.base import MILPResult, MILPStatus
+        if c[-1] == 1.0 and np.count_nonzero(c) == 1:
+            return MILPResult(MILPStatus.INFEASIBLE, message="injected")
+        return self.real.solve_milp(lp, c, c0, time_limit, **kw)
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("eps_max", [0.02, 0.5])
+def test_min_distortion_takes_no_infeasible_claim_on_the_solver_s_word(seed, eps_max):
+    """A target whose distortion MILP comes back infeasible bounds the distortion by eps_max only
+    once its margin MILP over the eps_max ball proves the margin positive: with the solver
+    wrongly calling every target infeasible, the lower end never passes the real distortion, and
+    eps_max is claimed exactly when brute force finds every target safe within it."""
+    from lpbench.milp.distortion import min_distortion
+    net = _net(seed)
+    x, label, _ = _sample(net, seed)
+    real = min_distortion(net, x, label, get_backend("highs"), eps_max=eps_max, time_limit=30)
+    faulty = min_distortion(net, x, label, _CallsEpsMILPsInfeasible(), eps_max=eps_max, time_limit=30)
+    assert faulty.lower <= real.lower + 1e-9 and faulty.upper == math.inf
+    safe = all(_brute_force(net, x, label, j, Perturbation(eps_max)) > 1e-6
+               for j in range(net.n_classes) if j != label)
+    assert faulty.exact is safe and (faulty.lower == eps_max) is safe

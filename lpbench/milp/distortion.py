@@ -9,7 +9,12 @@ result is a bracket: ``lower`` is the smallest safe dual bound over the targets 
 proved bound less :func:`lpbench.milp.verify.tolerance`), so every point closer than ``lower``
 is classified correctly; ``upper`` the l_inf distance of a point re-checked in float64 to be
 misclassified (the incumbent, or the incumbent pushed a hair further from x where it sits on the
-decision boundary, or the optimum of the MILP asking for a margin of -PUSH). A target whose MILP is infeasible has no adversarial point within eps_max.
+decision boundary, or the optimum of the MILP asking for a margin of -PUSH). A target whose MILP
+the solver calls infeasible is not taken on the solver's word: the target's margin MILP over the
+``eps_max`` ball (:func:`lpbench.milp.verify.verify_sample`'s safe dual bound) must prove that
+margin positive before ``eps_max`` bounds it from below; otherwise that target bounds nothing (0)
+and the result is not exact. The per-target time limit counts CPU seconds by default, as in
+:func:`lpbench.milp.verify.verify_sample`.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from lpbench.milp.formulation import DEFAULT_TIGHTENING, milp, tightened_bounds
-from lpbench.milp.verify import tolerance
+from lpbench.milp.verify import CLOCKS, tolerance
 from lpbench.network import Network
 from lpbench.problem import Perturbation
 from lpbench.solvers.base import Backend, LinearProgram, MILPStatus
@@ -55,10 +60,14 @@ class Distortion:
 
 def min_distortion(net: Network, x: np.ndarray, label: int, backend: Backend, eps_max: float = 0.5,
                    time_limit: float = 60.0, tightening: str = DEFAULT_TIGHTENING,
-                   lp_backend: Backend | None = None) -> Distortion:
-    """The minimum l_inf distortion of a correctly classified ``x`` (inputs in [0, 1])."""
+                   lp_backend: Backend | None = None, clock: str = "cpu") -> Distortion:
+    """The minimum l_inf distortion of a correctly classified ``x`` (inputs in [0, 1]);
+    ``time_limit`` per target MILP, in the ``clock``'s seconds (see :data:`lpbench.milp.verify.CLOCKS`)."""
     if not (eps_max > 0 and math.isfinite(eps_max)):
         raise ValueError(f"eps_max must be a positive number, got {eps_max!r}")
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {tuple(CLOCKS)}, got {clock!r}")
+    cpu = clock == "cpu"
     x64 = np.asarray(x, np.float64)
     pset = Perturbation(float(eps_max))
     pre, _ = tightened_bounds(net, x64, label, pset, tightening, lp_backend or backend)
@@ -87,10 +96,14 @@ def min_distortion(net: Network, x: np.ndarray, label: int, backend: Backend, ep
                                  np.concatenate([lp.row_hi, flat, np.full(k, np.inf), [-c0 - slack]]),
                                  np.append(lp.var_lo, 0.0), np.append(lp.var_hi, eps_max),
                                  np.append(lp.integrality, False))
-            return full, backend.solve_milp(full, obj, 0.0, time_limit)
+            return full, backend.solve_milp(full, obj, 0.0, time_limit, cpu_time=cpu)
         full, res = solve(0.0)
-        if res.status is MILPStatus.INFEASIBLE:
-            continue  # no point within eps_max where j beats the label
+        if res.status is MILPStatus.INFEASIBLE:  # j never beats the label within eps_max, if proved
+            tol = tolerance(lp, c, c0)
+            proof = backend.solve_milp(lp, c, c0, time_limit, stop_above=tol, stop_below=-tol, cpu_time=cpu)
+            if not (proof.status in (MILPStatus.OPTIMAL, MILPStatus.STOPPED) and proof.dual_bound - tol > 0):
+                lower, exact = 0.0, False
+            continue
         exact &= res.status is MILPStatus.OPTIMAL
         lower = min(lower, max(0.0, res.dual_bound - tolerance(full, obj, 0.0)))
         cand = None if res.primal is None else _recheck(net, res.primal[inp.slice], flat, label)

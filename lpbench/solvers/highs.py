@@ -214,8 +214,13 @@ def _solve_milp(lp: LinearProgram, c: np.ndarray, c0: float, time_limit: float |
     has_point = int(info.primal_solution_status) == 2  # kSolutionStatusFeasible
     primal = np.array(h.getSolution().col_value) if has_point else None
     objective = float(info.objective_function_value) if has_point else math.nan
-    # optimal: HiGHS's final bound; otherwise the last bound the branch and bound reported
-    bound = float(info.mip_dual_bound) if status is MILPStatus.OPTIMAL else seen.get("bound", -math.inf)
+    # optimal: HiGHS's final bound (for a model without integer columns HiGHS solves an LP and
+    # leaves mip_dual_bound at 0, so the LP optimum, uncertified like every node bound); otherwise
+    # the last bound the branch and bound reported
+    bound = seen.get("bound", -math.inf)
+    if status is MILPStatus.OPTIMAL:
+        integer = lp.integrality is not None and bool(np.any(lp.integrality))
+        bound = float(info.mip_dual_bound) if integer else float(info.objective_function_value)
     message = h.modelStatusToString(ms)
     if status is MILPStatus.STOPPED and seen.get("cpu"):
         status, message = MILPStatus.TIME_LIMIT, "CPU time limit reached"
