@@ -219,7 +219,9 @@ def bench_milp(cases, samples, time_limit, clock, tightenings, target_modes, bac
         opts = {"milp": {"backend": backend, "time_limit": time_limit, "tightening": tightening.strip(),
                          "targets": mode.strip(), "cheap": cheap, "clock": clock}}
         t0 = time.perf_counter()
-        outs = verify(net, x, y, pset, ["milp"], options=opts)
+        with tqdm(total=len(y), desc=f"{model} {eps} {tightening} {mode}", unit="image", file=sys.stderr,
+                  disable=as_json, leave=False) as bar:
+            outs = verify(net, x, y, pset, ["milp"], options=opts, progress=bar.update)
         wall = time.perf_counter() - t0
         by_milp = [o for o in outs if o.stats.get("decided_by") == "milp"]
         solve = np.array([o.stats["solve_s"] for o in by_milp]) if by_milp else np.zeros(1)

@@ -40,9 +40,13 @@ class Batch:
 
 @dataclass(frozen=True)
 class Context:
+    """How methods run: ``progress(k)``, if given, is told of every k samples a method that
+    decides them one by one (the MILP) has finished."""
+
     device: str = "cpu"
     batch_size: int = 256
     options: Mapping[str, Any] = field(default_factory=dict)
+    progress: Callable[[int], None] | None = None
 
 
 RunFn = Callable[[Network, Batch, Perturbation, Context], list[Outcome]]
@@ -187,15 +191,17 @@ def _clean(net: Network, batch: Batch, pset: Perturbation, ctx: Context) -> list
 
 def verify(net: Network, images: np.ndarray, labels: Sequence[int], pset: Perturbation,
            methods: Sequence[str], *, ids: Sequence[int] | None = None, device: str = "cpu",
-           batch_size: int = 256, options: Mapping[str, Any] | None = None) -> list[Outcome]:
-    """Run each named method on every sample; one Outcome per (method, sample)."""
+           batch_size: int = 256, options: Mapping[str, Any] | None = None,
+           progress: Callable[[int], None] | None = None) -> list[Outcome]:
+    """Run each named method on every sample; one Outcome per (method, sample); ``progress``:
+    see :class:`Context`."""
     images = np.asarray(images, dtype=np.float32)
     net.check_input_shape(images.shape[1:])
     labels = np.asarray(labels, dtype=np.int64)
     if len(labels) != len(images):
         raise LpbenchError(f"{len(images)} images but {len(labels)} labels")
     batch = Batch(images, labels, np.arange(len(labels)) if ids is None else np.asarray(ids))
-    ctx = Context(device, batch_size, dict(options or {}))
+    ctx = Context(device, batch_size, dict(options or {}), progress)
     results: list[Outcome] = []
     chosen = [get_method(name) for name in methods]
     for method in chosen:

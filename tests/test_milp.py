@@ -216,14 +216,18 @@ def test_verdicts_on_tiny_networks_are_sound(seed, targets):
 @pytest.mark.parametrize("seed", range(4))
 def test_cheap_verdicts_before_the_milp_are_sound_and_change_nothing(seed):
     """A sample IBP, CROWN or LP-GREEDY verifies is verified without a MILP, with those bounds
-    (below the brute-force minimum) as its margins; every verdict equals the MILP-only run's."""
+    (below the brute-force minimum) as its margins; every verdict equals the MILP-only run's;
+    ``progress`` is called once per sample."""
     net = _net(seed)
     rng = np.random.default_rng(seed + 200)
     xs = rng.uniform(0.2, 0.8, (6, net.input_shape[0]))
     labels = net.logits64(xs).argmax(1)
     pset = Perturbation(0.02 if seed % 2 else 0.1)
-    runs = {flag: verify(net, xs, labels, pset, ["milp"], options={"milp": {"time_limit": 30, "cheap": flag}})
+    told = []  # the progress callback hears of every sample once, however it was decided
+    runs = {flag: verify(net, xs, labels, pset, ["milp"], options={"milp": {"time_limit": 30, "cheap": flag}},
+                         progress=told.append)
             for flag in (True, False)}
+    assert told == [1] * (2 * len(labels))
     for with_cheap, plain in zip(runs[True], runs[False]):
         assert with_cheap.status is plain.status
         if with_cheap.stats["decided_by"] in ("ibp", "crown", "lp-greedy"):

@@ -118,6 +118,8 @@ def run(net: Network, batch: Batch, pset: Perturbation, ctx: Context) -> list[Ou
                 out.append(Outcome("", int(batch.ids[i]), label, v.status, lo, up, v.counterexample,
                                    spent + cheap_s + v.tightening_s + v.solve_s,
                                    {"decided_by": "milp", **base, **v.stats()}))
+            if ctx.progress is not None:
+                ctx.progress(1)
     return out
 
 
