@@ -109,7 +109,7 @@ def verify(model: str, eps: float, norm: str, methods: str, samples: str, datase
     options = {**_lp_options(backend, cascade=False), **_milp_options(time_limit, tightening, backend, clock)}
     outs = []
     with tqdm(total=len(names) * len(ids), desc=f"{model} {pset.describe()}", unit="outcome", disable=as_json,
-              file=sys.stderr) as bar:  # the MILP reports sample by sample, the others once done
+              file=sys.stderr) as bar:  # MILP and LP methods report sample by sample, the others once done
         for name in names:
             seen = bar.n
             outs += run(net, data.images[ids], data.labels[ids], pset, [name], ids=ids, device=device,

@@ -41,7 +41,7 @@ class Batch:
 @dataclass(frozen=True)
 class Context:
     """How methods run: ``progress(k)``, if given, is told of every k samples a method that
-    decides them one by one (the MILP) has finished."""
+    decides them one by one (the MILP, LP-ALL, LP-LAST) has finished."""
 
     device: str = "cpu"
     batch_size: int = 256

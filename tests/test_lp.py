@@ -387,9 +387,11 @@ def test_cascade_decides_the_same_samples_and_reports_no_foreign_margins(mnist):
     from lpbench.zoo import load_model
     net, pset, n = load_model("LPD-MLP-B-0.1"), Perturbation(0.1), 12
     images, labels = mnist.images[:n], mnist.labels[:n]
-    plain = verify(net, images, labels, pset, ["lp-all"])
-    casc = verify(net, images, labels, pset, ["lp-all"],
+    told = []  # progress hears of every sample once, decided by the cascade or by LPs
+    plain = verify(net, images, labels, pset, ["lp-all"], progress=told.append)
+    casc = verify(net, images, labels, pset, ["lp-all"], progress=told.append,
                   options={"lp-all": {"cascade": True}, "pgd": {"steps": 20, "restarts": 1}})
+    assert told == [1] * (2 * n)
     for p, c in zip(plain, casc):
         by = c.stats["decided_by"]
         assert by in ("clean", "lp-greedy", "crown", "ibp", "pgd", "lp-last", "lp-all")

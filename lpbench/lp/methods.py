@@ -76,24 +76,29 @@ def _run_chunk(net, batch, idx, pset, ctx, policy, opts, sessions, clean) -> lis
         if opts["cascade"] else {}
     out = []
     for r, i in enumerate(idx):
-        label = int(batch.labels[i])
-        if i in decided:
-            status, by, cex = decided[i]
-            out.append(Outcome("", int(batch.ids[i]), label, status, None, None, cex, spent[i],
-                               {"decided_by": by, "backend": opts["backend"]}))
-            continue
-        pre = {k: (lo[r], hi[r]) for k, (lo, hi) in (cb.pre if policy == "all" else cb.greedy_pre).items()}
-        res = solve_sample(net, batch.images[i], label, pset, pre, lp_layers(net, policy), sessions,
-                           opts["compact"])
-        margins = res.margins.copy()
-        margins[label] = np.nan
-        if np.nanmin(clean[i]) < 0:
-            status, cex = Status.FALSIFIED, batch.images[i].astype(np.float64)
-        else:
-            status, cex = verdict(margins, res.status, label), None
-        out.append(Outcome("", int(batch.ids[i]), label, status, margins, None, cex, spent[i] + res.time_s,
-                           {"decided_by": _NAME[policy], "backend": opts["backend"], **res.stats()}))
+        out.append(_decide(net, batch, r, i, pset, policy, opts, sessions, clean, cb, decided, spent))
+        if ctx.progress is not None:
+            ctx.progress(1)
     return out
+
+
+def _decide(net, batch, r, i, pset, policy, opts, sessions, clean, cb, decided, spent) -> Outcome:
+    """Sample ``i`` (row ``r`` of the chunk): by the cascade's verdict, or by its LPs."""
+    label = int(batch.labels[i])
+    if i in decided:
+        status, by, cex = decided[i]
+        return Outcome("", int(batch.ids[i]), label, status, None, None, cex, spent[i],
+                       {"decided_by": by, "backend": opts["backend"]})
+    pre = {k: (lo[r], hi[r]) for k, (lo, hi) in (cb.pre if policy == "all" else cb.greedy_pre).items()}
+    res = solve_sample(net, batch.images[i], label, pset, pre, lp_layers(net, policy), sessions, opts["compact"])
+    margins = res.margins.copy()
+    margins[label] = np.nan
+    if np.nanmin(clean[i]) < 0:
+        status, cex = Status.FALSIFIED, batch.images[i].astype(np.float64)
+    else:
+        status, cex = verdict(margins, res.status, label), None
+    return Outcome("", int(batch.ids[i]), label, status, margins, None, cex, spent[i] + res.time_s,
+                   {"decided_by": _NAME[policy], "backend": opts["backend"], **res.stats()})
 
 
 def verdict(margins: np.ndarray, status: tuple[str, ...], label: int) -> Status:
