@@ -421,9 +421,13 @@ def test_conditioned_bounds_decide_soundly(seed, monkeypatch):
         assert recheck(net, v.counterexample, x, label, pset)[2]
 
 
-def test_conditional_bounds_hold_on_the_counterexample_region():
-    """Points of the set where target j beats the label lie inside the conditioned bounds."""
+@pytest.mark.parametrize("rebuild_every", [1, 10])
+def test_conditional_bounds_hold_on_the_counterexample_region(monkeypatch, rebuild_every):
+    """Points of the set where target j beats the label lie inside the conditioned bounds, with
+    the relaxation rebuilt after every neuron or every tenth, for as many rounds as they go on."""
+    import lpbench.milp.conditional as conditional
     from lpbench.milp.conditional import conditional_bounds
+    monkeypatch.setattr(conditional, "REBUILD_EVERY", rebuild_every)
     hits = 0
     for seed in range(40):
         net = _net(200 + seed)
@@ -438,13 +442,12 @@ def test_conditional_bounds_hold_on_the_counterexample_region():
             region = pts[logits[:, j] >= logits[:, label]]
             if not len(region):
                 continue
-            cond = conditional_bounds(net, x, label, j, pset, pre, get_backend("highs"), rounds=2)
+            cond = conditional_bounds(net, x, label, j, pset, pre, get_backend("highs"), rounds=20)
             for i, (lo, hi) in cond.pre.items():
                 z = net.forward(torch.as_tensor(region), upto=i).numpy().reshape(len(region), -1)
                 assert (z >= lo.ravel() - 1e-9).all() and (z <= hi.ravel() + 1e-9).all()
             hits += 1
     assert hits >= 5
-
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -7,7 +7,11 @@ question: the MILP built from such bounds still contains every point of ``S_j`` 
 proved minimum margin is > 0 then ``S_j`` is empty (verified), and a re-checked incumbent below 0 is
 a counterexample as before. The bounds come from the triangle-relaxation LP of the whole network
 plus the row ``f_y - f_j <= 0``, minimising and maximising each unstable pre-activation, layer by
-layer, for a few rounds (each round rebuilds the relaxation from the tighter bounds). Every bound is
+layer, rebuilding the relaxation every ``REBUILD_EVERY`` neurons so that later LPs use the tighter
+bounds, round after round until a round leaves as many unstable neurons as it found (a neuron made
+stable on ``S_j`` tightens the triangles of the next round, so the rounds can cascade: on NOR-MLP-B
+at 0.02, image 964, target 4, seven rounds take the 134 unstable neurons to 77 and then prove
+``S_j`` empty). Every bound is
 the LP's dual-certified bound, so it holds for every real point of ``S_j``. When the LP turns out
 infeasible the round stops: ``S_j`` is (up to the solver's word) empty, and the caller proves it
 with a certified LP or the MILP, never on the solver's infeasibility claim alone.
@@ -28,6 +32,11 @@ from lpbench.problem import Perturbation
 from lpbench.solvers.base import Backend, LinearProgram, LPStatus
 
 
+#: Neurons tightened between two rebuilds of the relaxation: every tenth LP pair sees the bounds
+#: the earlier ones found (on NOR-MLP-B at 0.02 this halves the rounds to a fixed point).
+REBUILD_EVERY = 10
+
+
 @dataclass(frozen=True, eq=False)
 class Conditioned:
     """Bounds valid on ``S_j``; ``empty_hint`` when an LP came back infeasible (``S_j`` likely
@@ -43,27 +52,33 @@ class Conditioned:
 def conditional_bounds(net: Network, x: np.ndarray, label: int, target: int, pset: Perturbation,
                        pre: PreBounds, backend: Backend, rounds: int = 2,
                        deadline: float | None = None, clock=time.perf_counter) -> Conditioned:
-    """Tighten ``pre`` (sound for the whole set) to bounds sound on ``S_target`` (module doc);
-    stops at ``deadline`` (a reading of ``clock``) between LPs."""
+    """Tighten ``pre`` (sound for the whole set) to bounds sound on ``S_target`` (module doc):
+    at most ``rounds`` rounds, ending early after a round that leaves as many unstable neurons as
+    it found; stops at ``deadline`` (a reading of ``clock``) between LPs."""
     t0 = clock()
     pre = {k: (np.array(lo, np.float64), np.array(hi, np.float64)) for k, (lo, hi) in pre.items()}
     lps, done = 0, 0
-    for _ in range(rounds):
-        rel = relaxation(net, x, pset, pre, compact=True)
-        spec = np.zeros(rel.out_map.shape[0])
-        spec[label], spec[target] = 1.0, -1.0
-        c, c0 = rel.objective(spec)
-        lp = rel.lp
-        cond = LinearProgram(sp.vstack([lp.a, sp.csr_matrix(c[None])]).tocsr(), np.append(lp.row_lo, -np.inf),
-                             np.append(lp.row_hi, -c0), lp.var_lo, lp.var_hi, None)
-        with backend.open(cond) as session:
+
+    def unstable() -> int:
+        return sum(int(((lo < 0) & (hi > 0)).sum()) for lo, hi in pre.values())
+
+    session = None
+    try:
+        for _ in range(rounds):
+            before = unstable()
             for i in net.activation_indices:
-                block = rel.block(i, "pre")
                 lo, hi = pre[i][0].ravel().copy(), pre[i][1].ravel().copy()
-                for k in np.flatnonzero((lo < 0) & (hi > 0)):
+                for n, k in enumerate(np.flatnonzero((lo < 0) & (hi > 0))):
+                    if n % REBUILD_EVERY == 0:  # the LPs to come use the bounds found so far
+                        pre[i] = (lo.reshape(pre[i][0].shape), hi.reshape(pre[i][1].shape))
+                        rel, cond = _conditioned_lp(net, x, label, target, pset, pre)
+                        block = rel.block(i, "pre")
+                        if session is not None:
+                            session.close()
+                        session = backend.open(cond)
                     if deadline is not None and clock() > deadline:
                         return Conditioned(pre, False, done, lps, clock() - t0)
-                    e = np.zeros(lp.n_vars)
+                    e = np.zeros(cond.n_vars)
                     e[block.start + k] = 1.0
                     for sign in (1.0, -1.0):
                         res = session.minimize(sign * e, 0.0)
@@ -75,8 +90,26 @@ def conditional_bounds(net: Network, x: np.ndarray, label: int, target: int, pse
                                 lo[k] = max(lo[k], res.certified_bound)
                             else:
                                 hi[k] = min(hi[k], -res.certified_bound)
+                        if lo[k] >= 0:  # stable (active) on S_j: its upper bound decides no binary
+                            break
                     if lo[k] > hi[k]:  # rounding of two certified bounds crossed: S_j is empty
                         return Conditioned(pre, True, done + 1, lps, clock() - t0)
                 pre[i] = (lo.reshape(pre[i][0].shape), hi.reshape(pre[i][1].shape))
-        done += 1
+            done += 1
+            if unstable() >= before:
+                break
+    finally:
+        if session is not None:
+            session.close()
     return Conditioned(pre, False, done, lps, clock() - t0)
+
+
+def _conditioned_lp(net: Network, x: np.ndarray, label: int, target: int, pset: Perturbation, pre: PreBounds):
+    """The relaxation over ``pre`` and its LP with the row ``f_label - f_target <= 0`` added."""
+    rel = relaxation(net, x, pset, pre, compact=True)
+    spec = np.zeros(rel.out_map.shape[0])
+    spec[label], spec[target] = 1.0, -1.0
+    c, c0 = rel.objective(spec)
+    lp = rel.lp
+    return rel, LinearProgram(sp.vstack([lp.a, sp.csr_matrix(c[None])]).tocsr(), np.append(lp.row_lo, -np.inf),
+                              np.append(lp.row_hi, -c0), lp.var_lo, lp.var_hi, None)

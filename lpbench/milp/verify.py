@@ -58,8 +58,9 @@ TARGET_MODES = ("each", "joint")
 
 #: Seconds a target's MILP runs on the sample's bounds before it gets conditioned bounds.
 QUICK_S = 5.0
-#: Rounds of conditioned LP bound tightening.
-CONDITION_ROUNDS = 2
+#: The most rounds of conditioned LP bound tightening (they end sooner once a round makes no
+#: neuron stable, see :func:`lpbench.milp.conditional.conditional_bounds`).
+CONDITION_ROUNDS = 20
 
 #: The clocks a sample's time limit can count: the CPU seconds of the solving thread and of the
 #: solver processes it waits for (the same work whatever else runs on the machine), or wall-clock
