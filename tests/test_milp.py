@@ -498,3 +498,82 @@ def test_min_distortion_takes_no_infeasible_claim_on_the_solver_s_word(seed, eps
     safe = all(_brute_force(net, x, label, j, Perturbation(eps_max)) > 1e-6
                for j in range(net.n_classes) if j != label)
     assert faulty.exact is safe and (faulty.lower == eps_max) is safe
+
+
+@pytest.mark.parametrize("rounds", [0, 20])
+def test_split_search_decides_every_target_as_brute_force_does(monkeypatch, rounds):
+    """The split search from interval bounds on tiny networks, with its conditioned bounds (20
+    rounds) or without them (0: it then has to split down to exact LPs): every target it
+    verifies has a positive brute-force minimum, every one it falsifies a re-checked point and a
+    negative minimum; nothing is left open unless the minimum is a tie at 0."""
+    import time
+    import lpbench.milp.split as split_mod
+    from lpbench.milp.split import split_search
+    monkeypatch.setattr(split_mod, "NODE_ROUNDS", rounds)
+    nodes = []
+    for seed in range(16):
+        net = _net(300 + seed)
+        x, label, pset = _sample(net, 300 + seed)
+        pre, _ = tightened_bounds(net, x, label, pset, "interval")
+        for j in (j for j in range(net.n_classes) if j != label):
+            exact = _brute_force(net, x, label, j, pset)
+            found = split_search(net, x, label, j, pset, pre, get_backend("highs"), time.perf_counter() + 60,
+                                 time.perf_counter)
+            nodes.append(found.nodes)
+            if found.status is Status.VERIFIED:
+                assert exact > -1e-9
+            elif found.status is Status.FALSIFIED:
+                assert exact < 0 and recheck(net, found.point, x, label, pset)[2]
+            else:
+                assert found.status is Status.UNKNOWN and abs(exact) <= 1e-6
+            assert (found.status is Status.VERIFIED) == (exact > 1e-6) or abs(exact) <= 1e-6
+    assert max(nodes) >= 3 or rounds  # without conditioned bounds some searches split
+
+
+class _MILPsTimeOut:
+    """A HiGHS backend whose every MILP ends at its time limit with nothing found."""
+
+    def __init__(self):
+        self.real = get_backend("highs")
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def solve_milp(self, lp, c, c0=0.0, time_limit=None, **kw):
+        from lpbench.solvers.base import MILPResult, MILPStatus
+        return MILPResult(MILPStatus.TIME_LIMIT, message="injected")
+
+
+def test_split_search_decides_what_the_milps_leave_open_inside_verify():
+    """With every MILP timing out, verify_sample hands the targets its LPs leave open to the split
+    search; its verdicts equal brute force's, and some of them came from the split search."""
+    split = 0
+    for seed in range(12):
+        net = _net(400 + seed)
+        x, label, pset = _sample(net, 400 + seed)
+        v = verify_sample(net, x, label, pset, _MILPsTimeOut(), 60, tightening="interval",
+                          lp_backend=get_backend("highs"))
+        exact = min(_brute_force(net, x, label, j, pset) for j in range(net.n_classes) if j != label)
+        split += sum(t.solver_status == "split search" for t in v.targets)
+        if abs(exact) > 1e-6:
+            assert v.status is (Status.VERIFIED if exact > 0 else Status.FALSIFIED)
+        if v.status is Status.FALSIFIED:
+            assert recheck(net, v.counterexample, x, label, pset)[2]
+    assert split >= 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_infeasibility_is_proved_only_when_it_holds(backend):
+    """x in [0, 1] with the row x + y >= 3, y in [0, 1]: infeasible (proved by phase one); with
+    x + y >= 2 feasible (no proof); crossing variable bounds prove it without a solve."""
+    from lpbench.solvers.base import LinearProgram
+    import scipy.sparse as sp
+    solver = get_backend(backend)
+
+    def lp(rhs, hi=1.0):
+        return LinearProgram(sp.csr_matrix([[1.0, 1.0]]), np.array([rhs]), np.array([np.inf]),
+                             np.zeros(2), np.array([hi, 1.0]))
+    assert solver.proves_infeasible(lp(3.0))
+    assert not solver.proves_infeasible(lp(2.0))
+    assert not solver.proves_infeasible(lp(2.0 - 1e-12))
+    assert solver.proves_infeasible(lp(0.0, hi=-1.0))

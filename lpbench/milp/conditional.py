@@ -13,8 +13,9 @@ stable on ``S_j`` tightens the triangles of the next round, so the rounds can ca
 at 0.02, image 964, target 4, seven rounds take the 134 unstable neurons to 77 and then prove
 ``S_j`` empty). Every bound is
 the LP's dual-certified bound, so it holds for every real point of ``S_j``. When the LP turns out
-infeasible the round stops: ``S_j`` is (up to the solver's word) empty, and the caller proves it
-with a certified LP or the MILP, never on the solver's infeasibility claim alone.
+infeasible the round stops: ``S_j`` is (up to the solver's word) empty; that counts as proved only
+when a certified phase-one LP confirms it, and otherwise the caller proves it with a certified LP
+or the MILP, never on the solver's infeasibility claim alone.
 """
 
 from __future__ import annotations
@@ -39,22 +40,27 @@ REBUILD_EVERY = 10
 
 @dataclass(frozen=True, eq=False)
 class Conditioned:
-    """Bounds valid on ``S_j``; ``empty_hint`` when an LP came back infeasible (``S_j`` likely
-    empty); ``rounds`` run, ``lps`` solved, ``time_s``."""
+    """Bounds valid on ``S_j``; ``empty_hint`` when an LP came back infeasible or two bounds
+    crossed (``S_j`` likely empty); ``proved_empty`` when that is proved: two certified bounds
+    crossed (no point of ``S_j`` fits between them), or the infeasible LP's certified phase-one
+    LP says so (:meth:`lpbench.solvers.base.Backend.proves_infeasible`). ``rounds`` run, ``lps``
+    solved, ``time_s``."""
 
     pre: PreBounds
     empty_hint: bool
     rounds: int
     lps: int
     time_s: float
+    proved_empty: bool = False
 
 
 def conditional_bounds(net: Network, x: np.ndarray, label: int, target: int, pset: Perturbation,
                        pre: PreBounds, backend: Backend, rounds: int = 2,
-                       deadline: float | None = None, clock=time.perf_counter) -> Conditioned:
+                       deadline: float | None = None, clock=time.perf_counter, compact: bool = True) -> Conditioned:
     """Tighten ``pre`` (sound for the whole set) to bounds sound on ``S_target`` (module doc):
     at most ``rounds`` rounds, ending early after a round that leaves as many unstable neurons as
-    it found; stops at ``deadline`` (a reading of ``clock``) between LPs."""
+    it found; stops at ``deadline`` (a reading of ``clock``) between LPs. ``compact=False``: see
+    :func:`lpbench.milp.formulation.milp` (for bounds that record splits)."""
     t0 = clock()
     pre = {k: (np.array(lo, np.float64), np.array(hi, np.float64)) for k, (lo, hi) in pre.items()}
     lps, done = 0, 0
@@ -71,7 +77,7 @@ def conditional_bounds(net: Network, x: np.ndarray, label: int, target: int, pse
                 for n, k in enumerate(np.flatnonzero((lo < 0) & (hi > 0))):
                     if n % REBUILD_EVERY == 0:  # the LPs to come use the bounds found so far
                         pre[i] = (lo.reshape(pre[i][0].shape), hi.reshape(pre[i][1].shape))
-                        rel, cond = _conditioned_lp(net, x, label, target, pset, pre)
+                        rel, cond = _conditioned_lp(net, x, label, target, pset, pre, compact)
                         block = rel.block(i, "pre")
                         if session is not None:
                             session.close()
@@ -84,7 +90,8 @@ def conditional_bounds(net: Network, x: np.ndarray, label: int, target: int, pse
                         res = session.minimize(sign * e, 0.0)
                         lps += 1
                         if res.status is LPStatus.INFEASIBLE:
-                            return Conditioned(pre, True, done + 1, lps, clock() - t0)
+                            return Conditioned(pre, True, done + 1, lps, clock() - t0,
+                                               proved_empty=backend.proves_infeasible(cond))
                         if res.status is LPStatus.OPTIMAL and np.isfinite(res.certified_bound):
                             if sign > 0:
                                 lo[k] = max(lo[k], res.certified_bound)
@@ -92,8 +99,8 @@ def conditional_bounds(net: Network, x: np.ndarray, label: int, target: int, pse
                                 hi[k] = min(hi[k], -res.certified_bound)
                         if lo[k] >= 0:  # stable (active) on S_j: its upper bound decides no binary
                             break
-                    if lo[k] > hi[k]:  # rounding of two certified bounds crossed: S_j is empty
-                        return Conditioned(pre, True, done + 1, lps, clock() - t0)
+                    if lo[k] > hi[k]:  # two certified bounds crossed: S_j is empty
+                        return Conditioned(pre, True, done + 1, lps, clock() - t0, proved_empty=True)
                 pre[i] = (lo.reshape(pre[i][0].shape), hi.reshape(pre[i][1].shape))
             done += 1
             if unstable() >= before:
@@ -104,9 +111,10 @@ def conditional_bounds(net: Network, x: np.ndarray, label: int, target: int, pse
     return Conditioned(pre, False, done, lps, clock() - t0)
 
 
-def _conditioned_lp(net: Network, x: np.ndarray, label: int, target: int, pset: Perturbation, pre: PreBounds):
+def _conditioned_lp(net: Network, x: np.ndarray, label: int, target: int, pset: Perturbation, pre: PreBounds,
+                    compact: bool = True):
     """The relaxation over ``pre`` and its LP with the row ``f_label - f_target <= 0`` added."""
-    rel = relaxation(net, x, pset, pre, compact=True)
+    rel = relaxation(net, x, pset, pre, compact=compact)
     spec = np.zeros(rel.out_map.shape[0])
     spec[label], spec[target] = 1.0, -1.0
     c, c0 = rel.objective(spec)

@@ -92,10 +92,14 @@ def tightened_bounds(net: Network, x: np.ndarray, label: int, pset: Perturbation
     return pre, time.perf_counter() - t0
 
 
-def milp(net: Network, x: np.ndarray, pset: Perturbation, pre: PreBounds, tightening: str = "given") -> MILP:
-    """The MILP of ``net`` around ``x`` from sound pre-activation bounds ``pre`` (dense and conv)."""
+def milp(net: Network, x: np.ndarray, pset: Perturbation, pre: PreBounds, tightening: str = "given",
+         compact: bool = True) -> MILP:
+    """The MILP of ``net`` around ``x`` from sound pre-activation bounds ``pre`` (dense and conv).
+    ``compact=False`` keeps the rows of stable inactive neurons, so that ``u = 0`` still ties
+    their pre-activation to the input (``z <= 0``): a split of a branch and bound is then part
+    of the model, not only a bound on a free variable."""
     check_relu(net)
-    rel = relaxation(net, x, pset, pre, compact=True)
+    rel = relaxation(net, x, pset, pre, compact=compact)
     lp = rel.lp
     rows, cols, vals, rhs = [], [], [], []
     blocks, count, n, m = list(rel.blocks), 0, lp.n_vars, 0

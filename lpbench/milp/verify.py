@@ -9,7 +9,9 @@ above the tolerance, or an incumbent below its negative). With ``targets="joint"
 the LP leaves open share one MILP (:func:`joint_milp`) instead. A target whose MILP is still open
 after ``QUICK_S`` seconds gets bounds conditioned on its counterexample region (the LP bounds of
 every unstable neuron with the row f_y - f_j <= 0 added, :mod:`lpbench.milp.conditional`) and is
-tried again, by a certified LP and a new MILP, for the rest of the time. The first MILP of a
+tried again, by a certified LP and a new MILP; if that MILP is open after another ``QUICK_S``
+seconds, a branch and bound on ReLU splits with conditioned bounds at every node
+(:mod:`lpbench.milp.split`) has the rest of the time. The first MILP of a
 target runs with the cutoff ``CUTOFF_TOLS`` tolerances above 0 (``cutoff=True``, HiGHS): only its
 sign matters, so every node whose bound reaches the cutoff is pruned and reduced-cost fixing starts
 without an incumbent; a search that ends with nothing below the cutoff proves the margin at least
@@ -49,6 +51,7 @@ import torch
 from lpbench.attacks.pgd import recheck
 from lpbench.milp.conditional import conditional_bounds
 from lpbench.milp.formulation import DEFAULT_TIGHTENING, MILP, milp, tightened_bounds
+from lpbench.milp.split import split_search
 from lpbench.network import Network, apply_layer
 from lpbench.problem import Perturbation, Status
 from lpbench.solvers.base import Backend, LinearProgram, LPStatus, MILPResult, MILPStatus, cpu_clock
@@ -131,7 +134,7 @@ def tolerance(lp: LinearProgram, c: np.ndarray, c0: float) -> float:
 def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, backend: Backend,
                   time_limit: float, tightening: str = DEFAULT_TIGHTENING, lp_backend: Backend | None = None,
                   model: MILP | None = None, targets: str = "each", conditional: bool = True,
-                  cutoff: bool = True, clock: str = "cpu") -> SampleVerdict:
+                  cutoff: bool = True, clock: str = "cpu", split: bool = True) -> SampleVerdict:
     """Decide one correctly classified sample by MILP (``model``: a prebuilt MILP to use).
     ``targets``: ``"each"`` (a MILP per target left open by the LP relaxation) or ``"joint"``
     (one MILP over all of them, :func:`_joint`). ``conditional``: a target whose MILP is still
@@ -140,7 +143,9 @@ def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, b
     target's first MILP prunes at ``CUTOFF_TOLS`` tolerances above 0 (module doc). ``clock``:
     ``time_limit`` and ``solve_s`` count CPU seconds (``"cpu"``: this thread's, where HiGHS
     solves, plus CBC's child processes', so a busy machine does not turn decidable samples into
-    timeouts) or wall-clock seconds (``"wall"``), see :data:`CLOCKS`."""
+    timeouts) or wall-clock seconds (``"wall"``), see :data:`CLOCKS`. ``split``: a target the
+    conditioned MILP leaves open after ``QUICK_S`` seconds goes to :func:`lpbench.milp.split.split_search`
+    for the rest of the time."""
     if targets not in TARGET_MODES:
         raise ValueError(f"targets must be one of {TARGET_MODES}, got {targets!r}")
     if not (isinstance(time_limit, (int, float)) and math.isfinite(time_limit) and time_limit > 0):
@@ -193,7 +198,7 @@ def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, b
             target, point = _judge(net, x64, label, pset, model, j, res, tol)
             if target.status is Status.TIMEOUT and first < left:
                 target, point = _conditioned(net, x64, label, pset, model, j, backend, lp_backend or backend,
-                                             t0 + time_limit, target, clock)
+                                             t0 + time_limit, target, clock, split)
             results.append(target)
             if point is not None:
                 cex = point
@@ -203,17 +208,24 @@ def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, b
 
 
 def _conditioned(net, x64, label, pset, model: MILP, j: int, backend: Backend, lp_backend: Backend,
-                 deadline: float, first: TargetResult, clock: str) -> tuple[TargetResult, np.ndarray | None]:
+                 deadline: float, first: TargetResult, clock: str, split: bool = False
+                 ) -> tuple[TargetResult, np.ndarray | None]:
     """Target ``j`` again, on bounds conditioned on ``f_y - f_j <= 0`` (sound for deciding
     whether that region is empty, see :mod:`lpbench.milp.conditional`): verified if the
     certified LP over them, or the new MILP's safe dual bound, is > 0; falsified by a re-checked
-    incumbent; else the first attempt's timeout stands, with the time of both. The recorded
+    incumbent; else the first attempt's timeout stands, with the time of both. With ``split``
+    the new MILP runs ``QUICK_S`` seconds and a target it leaves open goes to the split search
+    (:mod:`lpbench.milp.split`) on the conditioned bounds for the rest of the time. The recorded
     ``safe_bound`` stays a lower bound of the margin (see the comment below). ``deadline`` is a
     reading of the ``clock`` (:data:`CLOCKS`)."""
     now = CLOCKS[clock]
     cond = conditional_bounds(net, x64, label, j, pset, model.pre, lp_backend, CONDITION_ROUNDS, deadline, now)
     spent = first.time_s + cond.time_s
     note = f"conditioned bounds: {cond.rounds} round(s), {cond.lps} LPs, {cond.time_s:.1f} s"
+    if cond.proved_empty:
+        return replace(first, status=Status.VERIFIED, safe_bound=max(first.safe_bound, 0.0),
+                       solver_status="conditioned bounds", time_s=spent,
+                       message=f"{note}; two certified bounds crossed: no point where {j} beats the label"), None
     m2 = milp(net, x64, pset, cond.pre, model.tightening + "+conditioned")
     c, c0 = m2.margin(label, j)
     with lp_backend.open(replace(m2.rel.lp, integrality=None)) as session:
@@ -228,7 +240,15 @@ def _conditioned(net, x64, label, pset, model: MILP, j: int, backend: Backend, l
     if left <= 0:
         return replace(first, time_s=spent, message=note + "; no time left for its MILP"), None
     tol = tolerance(m2.rel.lp, c, c0)
-    res = backend.solve_milp(m2.rel.lp, c, c0, left, stop_above=tol, stop_below=-tol, cpu_time=clock == "cpu")
+    res = backend.solve_milp(m2.rel.lp, c, c0, min(left, QUICK_S) if split else left, stop_above=tol,
+                             stop_below=-tol, cpu_time=clock == "cpu")
+    if split and res.status in (MILPStatus.TIME_LIMIT, MILPStatus.INFEASIBLE) and deadline > now():
+        found = split_search(net, x64, label, j, pset, cond.pre, lp_backend, deadline, now)
+        spent += res.time_s + found.time_s
+        verified = found.status is Status.VERIFIED
+        return replace(first, status=found.status, safe_bound=max(first.safe_bound, 0.0) if verified
+                       else first.safe_bound, solver_status="split search", time_s=spent,
+                       nodes=max(first.nodes, 0) + found.nodes, message=f"{note}; {found.describe()}"), found.point
     if res.status is MILPStatus.INFEASIBLE:  # S_j empty by the solver's word only: not a proof
         return replace(first, status=Status.UNKNOWN, time_s=spent + res.time_s,
                        message=note + "; conditioned MILP infeasible (not taken as a proof)"), None

@@ -196,6 +196,11 @@ class Session(ABC):
         self.close()
 
 
+#: The largest slack of a phase-one LP (:meth:`Backend.proves_infeasible`): any finite cap keeps
+#: the proof valid (a feasible point needs no slack); a finite one lets the duals be certified.
+PHASE_ONE_CAP = 1e6
+
+
 class Backend(ABC):
     """A solver: ``name``, ``supports_integer``, :meth:`available`, :meth:`open`."""
 
@@ -223,6 +228,22 @@ class Backend(ABC):
         session = self._session(None if time_limit is None else float(time_limit))
         session.update(lp)
         return session
+
+    def proves_infeasible(self, lp: LinearProgram) -> bool:
+        """True only with a proof that ``lp`` has no feasible point: its own bounds contradict
+        each other, or its phase-one LP (each row given two nonnegative slacks of at most
+        ``PHASE_ONE_CAP``) has a dual-certified minimum of the slacks' sum above 0 (any feasible
+        point of ``lp`` would give it the value 0). False proves nothing."""
+        if np.any(lp.var_lo > lp.var_hi) or np.any(lp.row_lo > lp.row_hi):
+            return True
+        m, n = lp.n_rows, lp.n_vars
+        eye = sp.identity(m, format="csr")
+        phase = LinearProgram(sp.hstack([lp.a, eye, -eye]).tocsr(), lp.row_lo, lp.row_hi,
+                              np.concatenate([lp.var_lo, np.zeros(2 * m)]),
+                              np.concatenate([lp.var_hi, np.full(2 * m, PHASE_ONE_CAP)]), None)
+        with self.open(phase) as session:
+            res = session.minimize(np.concatenate([np.zeros(n), np.ones(2 * m)]))
+        return res.status is LPStatus.OPTIMAL and res.certified_bound > 0
 
     def solve_milp(self, lp: LinearProgram, c: np.ndarray, c0: float = 0.0, time_limit: float | None = None,
                    stop_above: float | None = None, stop_below: float | None = None,
