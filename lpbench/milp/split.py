@@ -23,8 +23,9 @@ The target is verified when every node is closed, falsified by the first re-chec
 otherwise open (timeout at the deadline). A node whose LP the solver calls infeasible is closed
 only when :meth:`~lpbench.solvers.base.Backend.proves_infeasible` certifies it; such a node, or
 one with no unstable neuron left and a point that fails the re-check (a tie at 0), is otherwise
-left open, never closed on the solver's word. On NOR-MLP-B at 0.02, the targets that a 60 s MILP on conditioned bounds
-left open (images 2905, 6609 and 964 of the test set) closed with 5 to 13 nodes.
+left open, never closed on the solver's word. On NOR-MLP-B at 0.02 the targets that a 60 s MILP
+on conditioned bounds left open in test images 2905 and 6609 closed with 9 and 13 nodes (with a
+300 s limit, the samples took 75 and 252 CPU-s in all).
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ NODE_ROUNDS = 20
 @dataclass(frozen=True, eq=False)
 class SplitResult:
     """``status``: verified, falsified (``point`` re-checked), timeout or unknown; ``nodes``
-    processed, ``closed`` by crossed bounds or their certified LP, left ``open`` (solver infeasibility claims, ties),
-    the deepest split ``depth``, ``time_s`` on the caller's clock."""
+    processed, ``closed`` by crossed bounds or their certified LP, left ``open`` (unproved
+    infeasibility claims, ties), the deepest split ``depth``, ``time_s`` on the caller's clock."""
 
     status: Status
     point: np.ndarray | None
