@@ -16,6 +16,7 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from lpbench.errors import LpbenchError
 from lpbench.problem import Outcome
 
 SCHEMA = """
@@ -51,6 +52,10 @@ CREATE TABLE IF NOT EXISTS measurements (
     created TEXT DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
 """
+
+_KEY = ("experiment", "model", "epsilon", "norm", "method", "sample")
+_COLUMNS = _KEY + ("label", "status", "min_margin_lower", "min_margin_upper", "margin_lower",
+                   "margin_upper", "time_s", "stats", "created", "worker", "host", "versions")
 
 #: Columns added after the first release; older stores get them on open.
 _ADDED = {"worker": "TEXT", "host": "TEXT", "versions": "TEXT"}
@@ -106,6 +111,28 @@ class Store:
                 " status, min_margin_lower, min_margin_upper, margin_lower, margin_upper, time_s, stats,"
                 " worker, host, versions) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
         return len(rows)
+
+    def merge(self, frame: pd.DataFrame) -> tuple[int, int]:
+        """Write outcome rows taken from another store (a :meth:`frame`, say read back from an
+        export), keeping for each key the row computed last (by ``created``). Returns (rows
+        written, rows kept because the store's own was as new or newer)."""
+        missing = {"experiment", "model", "epsilon", "norm", "method", "sample", "label", "status",
+                   "created"} - set(frame.columns)
+        if missing:
+            raise LpbenchError(f"not a table of lpbench outcomes: no column {', '.join(sorted(missing))}")
+        cols = [c for c in _COLUMNS if c in frame.columns]
+        rows = [tuple(None if v is None or (isinstance(v, float) and not np.isfinite(v)) else
+                      (v.item() if isinstance(v, np.generic) else v) for v in r)
+                for r in frame[cols].itertuples(index=False, name=None)]
+        before = self._db.total_changes
+        updates = ", ".join(f"{c}=excluded.{c}" for c in cols if c not in _KEY)
+        with self._db:
+            self._db.executemany(
+                f"INSERT INTO outcomes ({', '.join(cols)}) VALUES ({','.join('?' * len(cols))})"
+                f" ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET {updates}"
+                " WHERE excluded.created > outcomes.created", rows)
+        written = self._db.total_changes - before
+        return written, len(rows) - written
 
     def delete(self, experiment: str, model: str, epsilon: float, norm: str, method: str,
                statuses: Iterable[str] | None = None) -> int:

@@ -281,6 +281,44 @@ def test_rerun_policies_status_and_export(tmp_path):
     assert run_sweep(spec, store, workers=1, rerun="all").written == 6
 
 
+def test_an_export_imported_into_a_fresh_store_resumes_the_sweep(tmp_path):
+    """A fresh checkout has no store; importing a committed export must bring every outcome back
+    unchanged (so the sweep computes nothing again), keep the newer of two outcomes of one key,
+    and refuse files that are not exports."""
+    from lpbench.sweep.results import export, import_export
+    spec = parse_spec({**BASE, "name": "small", "methods": ["pgd", "lp-greedy"], "samples": "0:3"})
+    store = tmp_path / "s.sqlite"
+    assert run_sweep(spec, store, workers=1).written == 6
+    with Store(store) as st:
+        original = st.frame().sort_values(["method", "sample"], ignore_index=True)
+        files = [export(st, "small", tmp_path / "out.csv"), export(st, "small", tmp_path / "out.parquet")]
+    for i, path in enumerate(files):
+        fresh = tmp_path / f"fresh{i}.sqlite"
+        with Store(fresh) as st:
+            got_spec, written, kept = import_export(st, path)
+            assert (got_spec.name, written, kept) == ("small", 6, 0)
+            back = st.frame().sort_values(["method", "sample"], ignore_index=True)
+            assert back.equals(original)
+            assert import_export(st, path)[1:] == (0, 6)  # nothing newer the second time
+        report = run_sweep(spec, fresh, workers=1)
+        assert (report.written, report.skipped) == (0, 6)
+    with sqlite3.connect(fresh) as db:  # a newer local outcome survives, an older one is replaced
+        db.execute("UPDATE outcomes SET status='timeout', created='2999-01-01T00:00:00.000Z' WHERE sample=0")
+        db.execute("UPDATE outcomes SET status='timeout', created='2000-01-01T00:00:00.000Z' WHERE sample=1")
+    with Store(fresh) as st:
+        assert import_export(st, files[0])[1:] == (2, 4)
+        merged = st.frame().set_index(["method", "sample"]).status
+        assert (merged.xs(0, level="sample") == "timeout").all()
+        assert merged.xs(1, level="sample").equals(original.set_index(["method", "sample"]).status.xs(1, level="sample"))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    with Store(fresh) as st, pytest.raises(LpbenchError, match="not an lpbench sweep export"):
+        import_export(st, bad)
+    res = subprocess.run([sys.executable, "-m", "lpbench.cli", "sweep", "import", str(tmp_path / "nope.csv"),
+                          "--store", str(fresh)], capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0 and "no such export" in res.stderr and "Traceback" not in res.stderr
+
+
 def test_paired_full_set_estimate_by_hand():
     """The anchored estimate on a hand-made store frame: anchor open on 30% of all 10,000 images;
     on a 4-image subset the certifier closes one of the two images the anchor leaves open: per-image

@@ -92,3 +92,17 @@ def sweep_export(name: str, out: str, store: str) -> None:
     with Store(store) as st:
         path = export(st, name, out)
     click.echo(f"written: {path}")
+
+
+@sweep.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--store", type=click.Path(dir_okay=False), default="results/lpbench.sqlite", show_default=True)
+def sweep_import(file: str, store: str) -> None:
+    """Merge the outcomes of an export (FILE.parquet or FILE.csv) into the store, keeping the
+    newest outcome of each key: a fresh checkout resumes a committed sweep this way."""
+    from lpbench.store import Store
+    from lpbench.sweep.results import import_export
+    with Store(store) as st:
+        spec, written, kept = import_export(st, file)
+    click.echo(f"sweep {spec.name}: {written} outcomes merged into {store}, {kept} kept (the store's own "
+               f"were as new)")

@@ -74,3 +74,39 @@ def export(st: Store, name: str, out: str | Path) -> Path:
     else:
         raise LpbenchError(f"export to .parquet or .csv, not {out.name!r}")
     return out
+
+
+def read_export(path: str | Path) -> tuple[SweepSpec, pd.DataFrame]:
+    """The spec and the outcomes of a file written by :func:`export`."""
+    path = Path(path)
+    if not path.is_file():
+        raise LpbenchError(f"no such export: {path}")
+    try:
+        if path.suffix == ".parquet":
+            import pyarrow.parquet as pq
+            table = pq.read_table(path)
+            raw = (table.schema.metadata or {}).get(b"lpbench.sweep")
+            frame = table.to_pandas()
+        elif path.suffix == ".csv":
+            with open(path) as f:
+                head = f.readline()
+                raw = head.split(": ", 1)[1] if head.startswith("# lpbench sweep ") else None
+                frame = pd.read_csv(f, keep_default_na=False, na_values=[""])
+        else:
+            raise LpbenchError(f"import from .parquet or .csv, not {path.name!r}")
+    except (OSError, ValueError) as e:  # pyarrow and pandas parse errors are ValueErrors
+        raise LpbenchError(f"cannot read {path}: {e}") from None
+    if raw is None:
+        raise LpbenchError(f"{path} is not an lpbench sweep export (its sweep spec is missing)")
+    return parse_spec(json.loads(raw), f"the spec in {path}"), frame.drop(columns=["sweep"], errors="ignore")
+
+
+def import_export(st: Store, path: str | Path) -> tuple[SweepSpec, int, int]:
+    """Merge an export into the store (newest outcome per key wins) so that the sweep resumes
+    where the exporting store stood; the spec is recorded unless the store already has one of
+    that name. Returns the spec and the rows written and kept."""
+    spec, frame = read_export(path)
+    written, kept = st.merge(frame)
+    if st.sweep_spec(spec.name) is None:
+        st.save_sweep(spec.name, spec.to_json())
+    return spec, written, kept
