@@ -191,7 +191,8 @@ def _time_cvxpy(net, data, pset, layers, images, lps, cheap_bounds, relaxation, 
 @click.option("--cheap/--no-cheap", default=True, show_default=True,
               help="Verify by IBP, CROWN or LP-GREEDY first (the milp option 'cheap').")
 @click.option("--out", default=None, type=click.Path(dir_okay=False),
-              help="Also write the rows to OUT.csv/.md/.tex with provenance, rewritten after every case.")
+              help="Also write the rows to OUT.csv/.md/.tex with provenance, and every image's outcome to "
+                   "OUT_images.csv, rewritten after every case.")
 @click.option("--json", "as_json", is_flag=True)
 def bench_milp(cases, samples, time_limit, clock, tightenings, target_modes, backend, cheap, out, as_json) -> None:
     """Exact MILP verification (Tjeng et al. 2019) per image, one thread: verified / falsified /
@@ -211,7 +212,7 @@ def bench_milp(cases, samples, time_limit, clock, tightenings, target_modes, bac
     torch.set_num_threads(1)
     data = load_dataset("mnist", "test")
     x, y = data.images[:samples], data.labels[:samples]
-    rows = []
+    rows, images = [], []
     jobs = [(c, t, m) for c in cases.split(",") for t in tightenings.split(",") for m in target_modes.split(",")]
     for case, tightening, mode in tqdm(jobs, desc="bench milp", file=sys.stderr, disable=as_json):
         model, _, eps = case.partition(":")
@@ -229,6 +230,12 @@ def bench_milp(cases, samples, time_limit, clock, tightenings, target_modes, bac
         count = {s: sum(o.status.value == s for o in outs)
                  for s in ("verified", "falsified", "timeout", "unknown", "error")}
         by = [o.stats.get("decided_by") for o in outs]
+        images += [{"model": model, "eps": float(eps), "tightening": tightening, "targets": mode,
+                    "sample": int(o.sample), "status": o.status.value, "decided_by": o.stats.get("decided_by"),
+                    "solve_s": o.stats.get("solve_s"), "tightening_s": o.stats.get("tightening_s"),
+                    "nodes": o.stats.get("nodes"), "unstable": o.stats.get("unstable"),
+                    "open_targets": ",".join(str(t["target"]) for t in o.stats.get("targets", [])
+                                             if t["status"] not in ("verified", "falsified"))} for o in outs]
         rows.append({"model": model, "eps": float(eps), "tightening": tightening, "targets": mode, "samples": samples,
                      "time_limit": time_limit, "clock": clock, "backend": backend, "cheap": cheap, **count,
                      "by_pgd_or_clean": sum(b in ("pgd", "clean") for b in by),
@@ -245,6 +252,9 @@ def bench_milp(cases, samples, time_limit, clock, tightenings, target_modes, bac
                    "relaxation is certified positive needs no MILP). Solve times (median, p95) are over the "
                    "images the MILP decided, tightening time per image apart, in the `clock`'s seconds (cpu: the "
                    "solving thread's CPU time). One thread.")
+            # one row per (case, image): status, what decided it, seconds, nodes, the targets left open
+            images_csv = _stem(out).with_name(_stem(out).name + "_images")
+            _write(images, images_csv, prov, "", "", csv_only=True)
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
@@ -266,16 +276,19 @@ def show(rows: list[dict], as_json: bool, digits: str = ".2f") -> None:
     click.echo(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:{digits}}"))
 
 
-def _write(rows: list[dict], out: str, prov: dict, title: str, notes: str) -> None:
-    """``rows`` to OUT.csv/.md/.tex with the provenance taken when the command started
-    (rewritten as rows come in)."""
+def _write(rows: list[dict], out: str | Path, prov: dict, title: str, notes: str, csv_only: bool = False) -> None:
+    """``rows`` to OUT.csv/.md/.tex (only OUT.csv with ``csv_only``) with the provenance taken
+    when the command started (rewritten as rows come in)."""
     import pandas as pd
 
     from lpbench.report.writers import write_table
 
+    write_table(pd.DataFrame(rows), _stem(out), prov, title, notes, csv_only=csv_only)
+
+
+def _stem(out: str | Path) -> Path:
     stem = Path(out)
-    stem = stem.with_suffix("") if stem.suffix in (".csv", ".md", ".tex") else stem
-    write_table(pd.DataFrame(rows), stem, prov, title, notes)
+    return stem.with_suffix("") if stem.suffix in (".csv", ".md", ".tex") else stem
 
 
 @bench.command("scaling")

@@ -107,3 +107,22 @@ def test_distortion_time_limit_claims_nothing(monkeypatch, capsys):
 def test_distortion_bad_radius_is_a_clean_error(monkeypatch, capsys):
     code, out, err = run(monkeypatch, capsys, "distortion", "NOR-MLP-B", "--samples", "0:1", "--eps-max", "0")
     assert code == 2 and "--eps-max" in err and "Traceback" not in err + out
+
+
+def test_bench_milp_writes_every_image_beside_the_counts(monkeypatch, capsys, tmp_path):
+    """The per-image file holds one row per image whose statuses add up to the summary's counts,
+    and names the targets an undecided image leaves open."""
+    import pandas as pd
+    out = tmp_path / "bm"
+    code, _, _ = run(monkeypatch, capsys, "bench", "milp", "--cases", "NOR-MLP-B:0.02", "--samples", "12",
+                     "--time-limit", "20", "--out", str(out))
+    assert code == 0
+    summary = pd.read_csv(tmp_path / "bm.csv", comment="#")
+    images = pd.read_csv(tmp_path / "bm_images.csv", comment="#", keep_default_na=False)
+    assert sorted(images["sample"]) == list(range(12))
+    counts = images.status.value_counts()
+    for status in ("verified", "falsified", "timeout", "unknown", "error"):
+        assert int(summary[status].iloc[0]) == int(counts.get(status, 0))
+    assert (images.decided_by == "milp").sum() == int(summary.by_milp.iloc[0])
+    assert ((images.status == "verified") <= (images.open_targets == "")).all()
+    assert not (tmp_path / "bm_images.md").exists()

@@ -63,8 +63,10 @@ def to_markdown(df: pd.DataFrame) -> str:
 
 
 def write_table(df: pd.DataFrame, stem: str | Path, prov: Mapping[str, str], title: str,
-                notes: str = "", sections: Mapping[str, Sequence[str]] | None = None) -> list[Path]:
-    """Write ``stem.csv`` (every column), ``stem.md`` and ``stem.tex``; returns the paths.
+                notes: str = "", sections: Mapping[str, Sequence[str]] | None = None,
+                csv_only: bool = False) -> list[Path]:
+    """Write ``stem.csv`` (every column), ``stem.md`` and ``stem.tex`` (only the CSV with
+    ``csv_only``, for long per-sample tables); returns the paths.
 
     ``sections`` maps a heading to the columns shown under it in the Markdown and LaTeX files
     (default: one table with every column)."""
@@ -74,6 +76,8 @@ def write_table(df: pd.DataFrame, stem: str | Path, prov: Mapping[str, str], tit
     lines = "".join(f"# {k}: {v}\n" for k, v in prov.items())
     csv = stem.with_suffix(".csv")
     csv.write_text(lines + df.to_csv(index=False, float_format="%.4f"))
+    if csv_only:
+        return [csv]
     md = stem.with_suffix(".md")
     prov_md = "\n".join(f"- **{k}**: `{v}`" for k, v in prov.items())
     body = "\n\n".join((f"## {head}\n\n" if head else "") + to_markdown(df[list(cols)])
