@@ -100,6 +100,37 @@ def test_milp_optimum_equals_brute_force(seed, backend):
             assert res.dual_bound <= exact + 1e-6
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_convex_relus_need_no_binary(backend):
+    """A last-layer ReLU whose output enters the margin with a coefficient >= 0 loses its binary
+    in the target's MILP (``MILP.target_lp``): the optimum still equals brute force, on networks
+    where that happens to many of them; a network whose last ReLU feeds two affine layers keeps
+    every binary (its outputs have rows of their own)."""
+    solver, relaxed = get_backend(backend), 0
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        net = random_relu_net(rng, [3, 4, int(rng.integers(4, 7)), 3], f"convex{seed}")
+        x, label, pset = _sample(net, seed)
+        pre, _ = tightened_bounds(net, x, label, pset, "interval")
+        model = milp(net, x, pset, pre, "interval")
+        for j in range(net.n_classes):
+            if j == label:
+                continue
+            c, c0 = model.margin(label, j)
+            lp = model.target_lp(c)
+            relaxed += int(model.rel.lp.integrality.sum() - lp.integrality.sum())
+            res = solver.solve_milp(lp, c, c0, time_limit=30)
+            assert res.status.value == "optimal"
+            assert res.objective == pytest.approx(_brute_force(net, x, label, j, pset), abs=1e-6)
+    assert relaxed >= 10
+    twice = Network(net.layers + (Dense(np.eye(3, dtype=np.float32), np.zeros(3, np.float32)),), net.input_shape,
+                    "affine-tail")
+    model = milp(twice, x, pset, tightened_bounds(twice, x, label, pset, "interval")[0])
+    c, _ = model.margin(label, (label + 1) % 3)
+    assert model.rel.convex_outputs(c) is None
+    assert model.target_lp(c).integrality.sum() == model.unstable
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_cutoff_prunes_only_above_it(seed):
     """HiGHS with a cutoff: below the optimum it proves "nothing below the cutoff" (a dual bound

@@ -76,6 +76,24 @@ class Relaxation:
         c[row.indices] = sign * row.data
         return c, float(sign * self.out_offset[j])
 
+    def convex_outputs(self, c: np.ndarray) -> tuple[int, np.ndarray] | None:
+        """(layer, flat mask) of the ReLUs that ``min c.v`` needs no binary and no bounds for, or
+        None: the neurons of the last activation layer whose outputs enter ``c`` with a
+        coefficient >= 0. Nothing after that layer has variables (the rest of the network is
+        folded into ``out_map``), so each such output appears only in its own ReLU rows (and
+        binary rows of a MILP) and in the objective. Lowering such an
+        output to ``max(z, 0)`` keeps every row satisfied (also a row ``c.v <= t``) and does not
+        raise the objective, so the epigraph ``x >= max(z, 0)`` that the relaxation already has
+        is as good as the exact ReLU there: an optimum over it is an optimum of the exact
+        problem, and its chord, its bounds and its binary change nothing."""
+        posts = [b for b in self.blocks if b.kind == "post"]
+        if not posts:
+            return None
+        last = max(posts, key=lambda b: b.layer)
+        if any(b.layer > last.layer for b in self.blocks if b.kind in ("affine", "pre")):
+            return None
+        return last.layer, np.asarray(c, np.float64)[last.slice] >= 0
+
     def objective(self, spec: np.ndarray) -> tuple[np.ndarray, float]:
         """(c, c0) of the linear function ``spec . h_upto`` of the variables (spec: (n_out,))."""
         spec = np.asarray(spec, np.float64).ravel()

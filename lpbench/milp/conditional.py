@@ -11,7 +11,9 @@ layer, rebuilding the relaxation every ``REBUILD_EVERY`` neurons so that later L
 bounds, round after round until a round leaves as many unstable neurons as it found (a neuron made
 stable on ``S_j`` tightens the triangles of the next round, so the rounds can cascade: on NOR-MLP-B
 at 0.02, image 964, target 4, seven rounds take the 134 unstable neurons to 77 and then prove
-``S_j`` empty). Every bound is
+``S_j`` empty). Neurons of the last activation layer that enter the margin with a coefficient
+>= 0 are skipped: the margin needs neither their bounds nor their binaries
+(:meth:`lpbench.lp.formulation.Relaxation.convex_outputs`). Every bound is
 the LP's dual-certified bound, so it holds for every real point of ``S_j``. When the LP turns out
 infeasible the round stops: ``S_j`` is (up to the solver's word) empty; that counts as proved only
 when a certified phase-one LP confirms it, and otherwise the caller proves it with a certified LP
@@ -68,13 +70,18 @@ def conditional_bounds(net: Network, x: np.ndarray, label: int, target: int, pse
     def unstable() -> int:
         return sum(int(((lo < 0) & (hi > 0)).sum()) for lo, hi in pre.values())
 
+    rel, _ = _conditioned_lp(net, x, label, target, pset, pre, compact)
+    needless = rel.convex_outputs(rel.objective(_margin(rel, label, target))[0])
     session = None
     try:
         for _ in range(rounds):
             before = unstable()
             for i in net.activation_indices:
                 lo, hi = pre[i][0].ravel().copy(), pre[i][1].ravel().copy()
-                for n, k in enumerate(np.flatnonzero((lo < 0) & (hi > 0))):
+                todo = (lo < 0) & (hi > 0)
+                if needless is not None and needless[0] == i:  # bounds that decide nothing
+                    todo &= ~needless[1]
+                for n, k in enumerate(np.flatnonzero(todo)):
                     if n % REBUILD_EVERY == 0:  # the LPs to come use the bounds found so far
                         pre[i] = (lo.reshape(pre[i][0].shape), hi.reshape(pre[i][1].shape))
                         rel, cond = _conditioned_lp(net, x, label, target, pset, pre, compact)
@@ -111,13 +118,18 @@ def conditional_bounds(net: Network, x: np.ndarray, label: int, target: int, pse
     return Conditioned(pre, False, done, lps, clock() - t0)
 
 
+def _margin(rel, label: int, target: int) -> np.ndarray:
+    """The spec of ``f_label - f_target`` over the relaxation's outputs."""
+    spec = np.zeros(rel.out_map.shape[0])
+    spec[label], spec[target] = 1.0, -1.0
+    return spec
+
+
 def _conditioned_lp(net: Network, x: np.ndarray, label: int, target: int, pset: Perturbation, pre: PreBounds,
                     compact: bool = True):
     """The relaxation over ``pre`` and its LP with the row ``f_label - f_target <= 0`` added."""
     rel = relaxation(net, x, pset, pre, compact=compact)
-    spec = np.zeros(rel.out_map.shape[0])
-    spec[label], spec[target] = 1.0, -1.0
-    c, c0 = rel.objective(spec)
+    c, c0 = rel.objective(_margin(rel, label, target))
     lp = rel.lp
     return rel, LinearProgram(sp.vstack([lp.a, sp.csr_matrix(c[None])]).tocsr(), np.append(lp.row_lo, -np.inf),
                               np.append(lp.row_hi, -c0), lp.var_lo, lp.var_hi, None)

@@ -11,7 +11,7 @@ solve time: :func:`tightened_bounds` computes them by a named procedure, recorde
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -46,6 +46,26 @@ class MILP:
 
     def objective(self, spec: np.ndarray) -> tuple[np.ndarray, float]:
         return self.rel.objective(spec)
+
+    def target_lp(self, c: np.ndarray) -> LinearProgram:
+        """The MILP for ``min c.v``: the binaries of the ReLUs that need none for it
+        (:meth:`lpbench.lp.formulation.Relaxation.convex_outputs`) made continuous in [0, 1],
+        which leaves each of those ReLUs its triangle, whose minimum over the output is the exact
+        ``max(z, 0)``; the optimum and every dual bound stay those of the exact MILP."""
+        lp = self.rel.lp
+        convex = self.rel.convex_outputs(c)
+        if convex is None:
+            return lp
+        layer, mask = convex
+        try:
+            block = self.rel.block(layer, "binary")
+        except KeyError:
+            return lp
+        l, u = (np.ravel(b) for b in self.pre[layer])
+        k = np.flatnonzero((l < 0) & (u > 0))  # the neurons of the block's binaries, in order
+        integrality = lp.integrality.copy()
+        integrality[block.start + np.flatnonzero(mask[k])] = False
+        return replace(lp, integrality=integrality)
 
     def margin(self, label: int, j: int) -> tuple[np.ndarray, float]:
         """(c, c0) of ``f_label - f_j``."""

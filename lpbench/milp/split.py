@@ -107,8 +107,8 @@ def split_search(net: Network, x: np.ndarray, label: int, target: int, pset: Per
         point, _, ok = recheck(net, cand, x64, label, pset)
         if ok:
             return result(Status.FALSIFIED, point)
-        split = _branch(net, rel, bounds, lp.primal)
-        if split is None:  # no unstable neuron: the LP is exact here, its optimum 0 within rounding
+        split = _branch(net, rel, bounds, lp.primal, rel.convex_outputs(rel.objective(spec)[0]))
+        if split is None:  # no neuron to split: the LP is exact here, its optimum 0 within rounding
             left_open += 1
             continue
         layer, k = split
@@ -119,13 +119,18 @@ def split_search(net: Network, x: np.ndarray, label: int, target: int, pset: Per
     return result(Status.UNKNOWN if left_open else Status.VERIFIED)
 
 
-def _branch(net: Network, rel: Relaxation, bounds: PreBounds, primal: np.ndarray) -> tuple[int, int] | None:
-    """(layer, neuron) to split, None without an unstable neuron: in the earliest activation
-    layer with one, the neuron with the largest triangle slack ``x - max(z, 0)`` at the LP
-    optimum, else the widest triangle (largest ``-l u / (u - l)``)."""
+def _branch(net: Network, rel: Relaxation, bounds: PreBounds, primal: np.ndarray,
+            needless: tuple[int, np.ndarray] | None = None) -> tuple[int, int] | None:
+    """(layer, neuron) to split, None without an unstable neuron that needs a split (those of
+    ``needless``, see :meth:`lpbench.lp.formulation.Relaxation.convex_outputs`, do not: the LP
+    is exact on them): in the earliest activation layer with one, the neuron with the largest
+    triangle slack ``x - max(z, 0)`` at the LP optimum, else the widest triangle (largest
+    ``-l u / (u - l)``)."""
     for i in net.activation_indices:
         lo, hi = (np.ravel(b) for b in bounds[i])
         unstable = (lo < 0) & (hi > 0)
+        if needless is not None and needless[0] == i:
+            unstable &= ~needless[1]
         if not unstable.any():
             continue
         z = primal[rel.block(i, "pre").slice]

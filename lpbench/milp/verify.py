@@ -193,7 +193,7 @@ def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, b
             c, c0 = model.margin(label, j)
             tol = tolerance(model.rel.lp, c, c0)
             first = min(left, QUICK_S) if conditional else left
-            res = backend.solve_milp(model.rel.lp, c, c0, first, stop_above=tol, stop_below=-tol,
+            res = backend.solve_milp(model.target_lp(c), c, c0, first, stop_above=tol, stop_below=-tol,
                                      cutoff=CUTOFF_TOLS * tol if cutoff else None, cpu_time=cpu)
             target, point = _judge(net, x64, label, pset, model, j, res, tol)
             if target.status is Status.TIMEOUT and first < left:
@@ -240,7 +240,7 @@ def _conditioned(net, x64, label, pset, model: MILP, j: int, backend: Backend, l
     if left <= 0:
         return replace(first, time_s=spent, message=note + "; no time left for its MILP"), None
     tol = tolerance(m2.rel.lp, c, c0)
-    res = backend.solve_milp(m2.rel.lp, c, c0, min(left, QUICK_S) if split else left, stop_above=tol,
+    res = backend.solve_milp(m2.target_lp(c), c, c0, min(left, QUICK_S) if split else left, stop_above=tol,
                              stop_below=-tol, cpu_time=clock == "cpu")
     if split and res.status in (MILPStatus.TIME_LIMIT, MILPStatus.INFEASIBLE) and deadline > now():
         found = split_search(net, x64, label, j, pset, cond.pre, lp_backend, deadline, now)
