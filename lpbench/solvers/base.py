@@ -258,7 +258,8 @@ class Backend(ABC):
         ``cutoff``: only points with ``c.v + c0 < cutoff`` matter; a backend that supports it
         (``supports_cutoff``) prunes every node whose bound reaches it, so its dual bound is then
         only ``min(true minimum, cutoff)``, and a search that finds nothing below the cutoff
-        reports ``dual_bound == cutoff`` (status STOPPED). Others ignore it."""
+        reports ``dual_bound == cutoff`` (status STOPPED). Others ignore it. The result's
+        ``time_s`` counts the seconds of the same clock as the limit."""
         if not self.supports_integer:
             raise LpbenchError(f"backend {self.name!r} does not solve integer programs")
         if not self.available():
@@ -268,9 +269,10 @@ class Backend(ABC):
         c = np.asarray(c, np.float64).ravel()
         if c.shape != (lp.n_vars,):
             raise ValueError(f"objective has {c.size} entries, the MILP {lp.n_vars} variables")
-        t0 = time.perf_counter()
+        clock = cpu_clock if cpu_time else time.perf_counter  # time_s counts what the limit counts
+        t0 = clock()
         if np.any(lp.var_lo > lp.var_hi) or np.any(lp.row_lo > lp.row_hi):
-            return MILPResult(MILPStatus.INFEASIBLE, time_s=time.perf_counter() - t0,
+            return MILPResult(MILPStatus.INFEASIBLE, time_s=clock() - t0,
                               message="inconsistent bounds in the model data")
         try:
             extra = {"cpu_time": True} if cpu_time else {}
@@ -282,7 +284,7 @@ class Backend(ABC):
         except Exception as e:  # a solver failure is a result, not a crash
             res = MILPResult(MILPStatus.ERROR, message=f"{type(e).__name__}: {e}")
         return MILPResult(res.status, res.objective, res.dual_bound, res.primal, res.nodes,
-                          time.perf_counter() - t0, res.message)
+                          clock() - t0, res.message)
 
     def _solve_milp(self, lp: LinearProgram, c: np.ndarray, c0: float, time_limit: float | None,
                     stop_above: float | None, stop_below: float | None, cpu_time: bool = False) -> MILPResult:
