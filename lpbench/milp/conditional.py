@@ -86,9 +86,10 @@ def conditional_bounds(net: Network, x: np.ndarray, label: int, target: int, pse
                         pre[i] = (lo.reshape(pre[i][0].shape), hi.reshape(pre[i][1].shape))
                         rel, cond = _conditioned_lp(net, x, label, target, pset, pre, compact)
                         block = rel.block(i, "pre")
-                        if session is not None:
-                            session.close()
-                        session = backend.open(cond)
+                        if session is None:
+                            session = backend.open(cond)
+                        else:  # where only numbers changed, the solver keeps its basis
+                            session.update(cond)
                     if deadline is not None and clock() > deadline:
                         return Conditioned(pre, False, done, lps, clock() - t0)
                     e = np.zeros(cond.n_vars)
