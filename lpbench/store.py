@@ -116,8 +116,7 @@ class Store:
         """Write outcome rows taken from another store (a :meth:`frame`, say read back from an
         export), keeping for each key the row computed last (by ``created``). Returns (rows
         written, rows kept because the store's own was as new or newer)."""
-        missing = {"experiment", "model", "epsilon", "norm", "method", "sample", "label", "status",
-                   "created"} - set(frame.columns)
+        missing = {*_KEY, "label", "status", "created"} - set(frame.columns)
         if missing:
             raise LpbenchError(f"not a table of lpbench outcomes: no column {', '.join(sorted(missing))}")
         cols = [c for c in _COLUMNS if c in frame.columns]
