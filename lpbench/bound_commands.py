@@ -13,6 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lpbench.errors import LpbenchError
+from lpbench.report.writers import json_line
 
 NORM = click.Choice(["linf", "l2", "l1"])
 TARGET = click.Choice(["untargeted", "runner-up", "random", "least-likely"])
@@ -69,7 +70,7 @@ def radius(model, methods, norm, samples, target, hi, tol, device, as_json) -> N
                    "radius": r.radius, "lo": r.lo, "hi": r.hi, "probes": len(r.probes), "time_s": r.time_s}
             rows.append(rec)
             if as_json:
-                click.echo(json.dumps(rec))
+                click.echo(json_line(rec))
     if as_json:
         return
     click.echo(f"{model}  {norm}  {target}  {len(ids)} samples (radius: mean over samples; 0 = misclassified)")

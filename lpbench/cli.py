@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import click
-import numpy as np
 from tqdm import tqdm
 
 from lpbench.errors import LpbenchError
@@ -116,10 +115,9 @@ def verify(model: str, eps: float, norm: str, methods: str, samples: str, datase
                         batch_size=batch_size, options=options, progress=bar.update)
             bar.update(len(ids) - (bar.n - seen))
     if as_json:
+        from lpbench.report.writers import json_line
         for o in outs:
-            rec = o.to_record()
-            rec["margin_lower"] = None if o.margin_lower is None else [None if np.isnan(v) else v for v in o.margin_lower.tolist()]
-            click.echo(json.dumps(rec, default=str))
+            click.echo(json_line({**o.to_record(), "margin_lower": o.margin_lower}))
     falsified = {o.sample for o in outs if o.status.value == "falsified"}
     click.echo(f"{model}  {pset.describe()}  {len(ids)} samples", err=as_json)
     for name in names:

@@ -20,8 +20,11 @@ def test_verify_summary_and_json(monkeypatch, capsys):
     code, out, err = run(monkeypatch, capsys, "verify", "NOR-MLP-B", "--eps", "0.02", "--samples", "0:20",
                          "--methods", "pgd,crown", "--json")
     assert code == 0
-    recs = [json.loads(line) for line in out.splitlines()]
+    def no_nan(name):  # strict JSON: NaN and Infinity are not JSON, jq rejects them
+        raise AssertionError(f"{name} in the JSON output")
+    recs = [json.loads(line, parse_constant=no_nan) for line in out.splitlines()]
     assert len(recs) == 40 and {r["method"] for r in recs} == {"pgd", "crown"}
+    assert any(r["min_margin_lower"] is None for r in recs)  # PGD bounds no margin from below
     assert "robust error <=" in err and "robust error >=" in err
 
 

@@ -8,6 +8,8 @@ lines (``pandas.read_csv(path, comment="#")`` reads the table back).
 from __future__ import annotations
 
 import datetime as _dt
+import json
+import math
 import os
 import platform
 import subprocess
@@ -15,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -47,6 +50,23 @@ def _git_commit() -> str:
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return (sha + ("+dirty" if dirty else "")) if sha else "unknown"
+
+
+def json_line(obj: Any) -> str:
+    """``obj`` as strict JSON (RFC 8259, which ``jq`` and other parsers expect): non-finite
+    floats (an absent incumbent, a bound of -inf) become null, numpy scalars and arrays plain
+    numbers and lists, anything else its ``str``."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {str(k): plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple, np.ndarray)):
+            return [plain(x) for x in (v.tolist() if isinstance(v, np.ndarray) else v)]
+        if isinstance(v, np.generic):
+            v = v.item()
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        return v if v is None or isinstance(v, (bool, int, float, str)) else str(v)
+    return json.dumps(plain(obj), allow_nan=False)
 
 
 def _fmt(v: Any) -> str:
