@@ -11,6 +11,8 @@ import click
 import torch
 from tqdm import tqdm
 
+from lpbench.report.writers import json_line
+
 
 @click.group()
 def bench() -> None:
@@ -59,7 +61,7 @@ def bench_bounds(models, methods, eps, samples, batch_size, devices, as_json) ->
                      "verified": sum(o.status.value == "verified" for o in outs),
                      "threads": torch.get_num_threads()})
     if as_json:
-        click.echo(json.dumps(rows, indent=1))
+        click.echo(json_line(rows, indent=1))
         return
     click.echo(f"{'model':16} {'device':6} {'method':10} {'ms/image':>9} {'total s':>8} {'verified':>9}")
     for r in rows:
@@ -129,7 +131,7 @@ def bench_lp(cases, samples, backend, baseline_images, baseline_lps, as_json) ->
                         "ratio_no_skip": (t_a * (every - margins) + t_b * margins) / row["s_per_image"]})
         rows.append(row)
     if as_json:
-        click.echo(json.dumps(rows, indent=1))
+        click.echo(json_line(rows, indent=1))
         return
     click.echo(f"LP-ALL with {backend}, one thread; per-neuron cvxpy baseline timed on "
                f"{baseline_images} image(s) x {baseline_lps} neuron + {baseline_lps} margin LPs and "
@@ -256,7 +258,7 @@ def bench_milp(cases, samples, time_limit, clock, tightenings, target_modes, bac
             images_csv = _stem(out).with_name(_stem(out).name + "_images")
             _write(images, images_csv, prov, "", "", csv_only=True)
     if as_json:
-        click.echo(json.dumps(rows, indent=1))
+        click.echo(json_line(rows, indent=1))
         return
     click.echo(f"MILP ({backend}, one thread, {time_limit:g} {clock} s per image); solve times over the MILP-decided images")
     click.echo(f"{'model':16} {'eps':>5} {'tightening':10} {'targets':7} {'verif':>6} {'fals':>5} {'tmout':>5} {'unkn':>5} "
@@ -270,7 +272,7 @@ def bench_milp(cases, samples, time_limit, clock, tightenings, target_modes, bac
 def show(rows: list[dict], as_json: bool, digits: str = ".2f") -> None:
     """Print a bench's rows as JSON, or as a table with floats in format ``digits``."""
     if as_json:
-        click.echo(json.dumps(rows, indent=1))
+        click.echo(json_line(rows, indent=1))
         return
     import pandas as pd
     click.echo(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:{digits}}"))

@@ -4,7 +4,6 @@ not, with the PGD attacked radius as the upper end), ``lpbench neurons`` (neuron
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 
@@ -99,7 +98,7 @@ def neurons(model, eps, norm, method, samples, as_json) -> None:
     net, data, ids = _load(model, samples)
     rows = neuron_status(net, data.images[ids], Perturbation(_eps(eps), norm), method)
     if as_json:
-        click.echo(json.dumps(rows, indent=1))
+        click.echo(json_line(rows, indent=1))
         return
     click.echo(f"{model}  {norm} eps={eps:g}  bounds: {method}  {len(ids)} images (mean per image, %)")
     keys = [k for k in rows[0] if k.endswith("_pct")] if rows else []

@@ -3,7 +3,6 @@ Tjeng et al. 2019, :mod:`lpbench.milp.distortion`)."""
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -14,6 +13,7 @@ from tqdm import tqdm
 
 from lpbench.cli import _milp_options, _tightening_option
 from lpbench.errors import LpbenchError
+from lpbench.report.writers import json_line
 
 
 @click.command("distortion")
@@ -63,7 +63,7 @@ def distortion(model: str, samples: str, eps_max: float, time_limit: float, tigh
         rec["time_s"] = time.perf_counter() - t0
         rows.append(rec)
         if as_json:
-            click.echo(json.dumps(rec))
+            click.echo(json_line(rec))
     if not as_json:
         click.echo(f"minimum l_inf distortion, {model}, {tightening} bounds, radius {eps_max:g}, {backend}")
         click.echo(f"{'sample':>6} {'label':>5} {'lower':>10} {'upper':>10} {'exact':>5} {'time s':>7}")

@@ -52,8 +52,8 @@ def _git_commit() -> str:
     return (sha + ("+dirty" if dirty else "")) if sha else "unknown"
 
 
-def json_line(obj: Any) -> str:
-    """``obj`` as strict JSON (RFC 8259, which ``jq`` and other parsers expect): non-finite
+def json_line(obj: Any, indent: int | None = None) -> str:
+    """``obj`` as strict JSON (one line unless ``indent``; RFC 8259, which ``jq`` and other parsers expect): non-finite
     floats (an absent incumbent, a bound of -inf) become null, numpy scalars and arrays plain
     numbers and lists, anything else its ``str``."""
     def plain(v: Any) -> Any:
@@ -66,7 +66,7 @@ def json_line(obj: Any) -> str:
         if isinstance(v, float) and not math.isfinite(v):
             return None
         return v if v is None or isinstance(v, (bool, int, float, str)) else str(v)
-    return json.dumps(plain(obj), allow_nan=False)
+    return json.dumps(plain(obj), allow_nan=False, indent=indent)
 
 
 def _fmt(v: Any) -> str:
