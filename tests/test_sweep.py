@@ -286,7 +286,7 @@ def test_an_export_imported_into_a_fresh_store_resumes_the_sweep(tmp_path):
     unchanged (so the sweep computes nothing again), keep the newer of two outcomes of one key,
     and refuse files that are not exports."""
     from lpbench.sweep.results import export, import_export
-    spec = parse_spec({**BASE, "name": "small", "methods": ["pgd", "lp-greedy"], "samples": "0:3"})
+    spec = parse_spec({**BASE, "name": "small", "methods": ["pgd", "lp-greedy"], "samples": "0:3", "epsilons": [0.03]})
     store = tmp_path / "s.sqlite"
     assert run_sweep(spec, store, workers=1).written == 6
     with Store(store) as st:
@@ -310,6 +310,9 @@ def test_an_export_imported_into_a_fresh_store_resumes_the_sweep(tmp_path):
         merged = st.frame().set_index(["method", "sample"]).status
         assert (merged.xs(0, level="sample") == "timeout").all()
         assert merged.xs(1, level="sample").equals(original.set_index(["method", "sample"]).status.xs(1, level="sample"))
+    res = subprocess.run([sys.executable, "-m", "lpbench.cli", "sweep", "status", "small", "--store", str(fresh)],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and " 0.03 " in res.stdout  # the epsilon as given, not rounded to 0.0
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n")
     with Store(fresh) as st, pytest.raises(LpbenchError, match="not an lpbench sweep export"):

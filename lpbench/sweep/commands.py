@@ -77,7 +77,7 @@ def sweep_status(name: str, store: str) -> None:
     from lpbench.sweep.results import status
     with Store(store) as st:
         df = status(st, name)
-    click.echo(df.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    click.echo(df.to_string(index=False, formatters={"epsilon": "{:g}".format}, float_format=lambda v: f"{v:.1f}"))
 
 
 @sweep.command("export")
