@@ -18,6 +18,7 @@ import pandas as pd
 
 from lpbench.errors import LpbenchError
 from lpbench.problem import Outcome
+from lpbench.report.writers import json_line
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outcomes (
@@ -103,7 +104,7 @@ class Store:
         rows = [(experiment, model, float(epsilon), norm, o.method, int(o.sample), int(o.label),
                  o.status.value, _nan_to_none(o.min_margin_lower), _nan_to_none(o.min_margin_upper),
                  _json_list(o.margin_lower), _json_list(o.margin_upper), float(o.time_s),
-                 json.dumps(dict(o.stats), default=str), where.get("worker"), where.get("host"),
+                 json_line(dict(o.stats)), where.get("worker"), where.get("host"),
                  where.get("versions")) for o in outcomes]
         with self._db:
             self._db.executemany(

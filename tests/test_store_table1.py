@@ -23,6 +23,19 @@ def test_store_round_trip_and_resume_keys(tmp_path):
     assert df.min_margin_lower.iloc[0] == pytest.approx(0.5)
 
 
+def test_stored_stats_are_strict_json_that_sqlite_can_query(tmp_path):
+    """A MILP target with no incumbent and an unbounded dual bound: the stats column keeps null
+    for them, so SQLite's json_extract (which refuses NaN and Infinity) reads every row."""
+    stats = {"decided_by": "milp", "nodes": np.int64(7),
+             "targets": [{"target": 4, "incumbent": float("nan"), "bound": float("-inf")}]}
+    with Store(tmp_path / "s.sqlite") as st:
+        st.add("exp", "M", 0.1, "linf", [Outcome("milp", 0, 3, Status.TIMEOUT, None, None, None, 1.0, stats)])
+        row = st._db.execute("SELECT json_extract(stats, '$.decided_by'), json_extract(stats, '$.nodes'),"
+                             " json_type(stats, '$.targets[0].incumbent'), json_type(stats, '$.targets[0].bound')"
+                             " FROM outcomes").fetchone()
+    assert row == ("milp", 7, "null", "null")
+
+
 def test_table1_rows_are_the_papers():
     rows = table1_rows()
     assert len(rows) == 11 and rows[0] == Row("ADV-MLP-B-0.03", 0.03) and rows[-1] == Row("LPD-MLP-B-0.4", 0.4)

@@ -94,10 +94,25 @@ class Relaxation:
             return None
         return last.layer, np.asarray(c, np.float64)[last.slice] >= 0
 
+    def margin(self, label: int, target: int) -> tuple[np.ndarray, float]:
+        """(c, c0) of the margin ``f_label - f_target`` (outputs of the relaxation)."""
+        spec = np.zeros(self.out_map.shape[0])
+        spec[label], spec[target] = 1.0, -1.0
+        return self.objective(spec)
+
     def objective(self, spec: np.ndarray) -> tuple[np.ndarray, float]:
         """(c, c0) of the linear function ``spec . h_upto`` of the variables (spec: (n_out,))."""
         spec = np.asarray(spec, np.float64).ravel()
         return np.asarray(self.out_map.T @ spec).ravel(), float(spec @ self.out_offset)
+
+
+def decisive(layer: int, unstable: np.ndarray, convex: tuple[int, np.ndarray] | None) -> np.ndarray:
+    """The neurons of ``unstable`` (a flat mask of activation layer ``layer``) whose bounds and
+    binaries an objective needs: all but those of ``convex``, its
+    :meth:`Relaxation.convex_outputs`."""
+    if convex is None or convex[0] != layer:
+        return unstable
+    return unstable & ~convex[1]
 
 
 def relaxation(net: Network, x: np.ndarray, pset: Perturbation,

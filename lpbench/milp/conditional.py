@@ -29,7 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from lpbench.lp.drivers import PreBounds
-from lpbench.lp.formulation import relaxation
+from lpbench.lp.formulation import decisive, relaxation
 from lpbench.network import Network
 from lpbench.problem import Perturbation
 from lpbench.solvers.base import Backend, LinearProgram, LPStatus
@@ -70,26 +70,24 @@ def conditional_bounds(net: Network, x: np.ndarray, label: int, target: int, pse
     def unstable() -> int:
         return sum(int(((lo < 0) & (hi > 0)).sum()) for lo, hi in pre.values())
 
-    rel, _ = _conditioned_lp(net, x, label, target, pset, pre, compact)
-    needless = rel.convex_outputs(rel.objective(_margin(rel, label, target))[0])
-    session = None
+    rel, cond = _conditioned_lp(net, x, label, target, pset, pre, compact)
+    needless = rel.convex_outputs(rel.margin(label, target)[0])  # the same for any bounds
+    session, stale = None, False  # stale: bounds found since ``cond`` was built
     try:
         for _ in range(rounds):
             before = unstable()
             for i in net.activation_indices:
                 lo, hi = pre[i][0].ravel().copy(), pre[i][1].ravel().copy()
-                todo = (lo < 0) & (hi > 0)
-                if needless is not None and needless[0] == i:  # bounds that decide nothing
-                    todo &= ~needless[1]
+                todo = decisive(i, (lo < 0) & (hi > 0), needless)  # the others' bounds decide nothing
+                block = rel.block(i, "pre")
                 for n, k in enumerate(np.flatnonzero(todo)):
-                    if n % REBUILD_EVERY == 0:  # the LPs to come use the bounds found so far
+                    if n % REBUILD_EVERY == 0 and stale:  # the LPs to come use the bounds found so far
                         pre[i] = (lo.reshape(pre[i][0].shape), hi.reshape(pre[i][1].shape))
                         rel, cond = _conditioned_lp(net, x, label, target, pset, pre, compact)
-                        block = rel.block(i, "pre")
-                        if session is None:
-                            session = backend.open(cond)
-                        else:  # where only numbers changed, the solver keeps its basis
-                            session.update(cond)
+                        block, stale = rel.block(i, "pre"), False
+                        session.update(cond)  # where only numbers changed, the solver keeps its basis
+                    if session is None:
+                        session = backend.open(cond)
                     if deadline is not None and clock() > deadline:
                         return Conditioned(pre, False, done, lps, clock() - t0)
                     e = np.zeros(cond.n_vars)
@@ -101,10 +99,10 @@ def conditional_bounds(net: Network, x: np.ndarray, label: int, target: int, pse
                             return Conditioned(pre, True, done + 1, lps, clock() - t0,
                                                proved_empty=backend.proves_infeasible(cond))
                         if res.status is LPStatus.OPTIMAL and np.isfinite(res.certified_bound):
-                            if sign > 0:
-                                lo[k] = max(lo[k], res.certified_bound)
-                            else:
-                                hi[k] = min(hi[k], -res.certified_bound)
+                            if sign > 0 and res.certified_bound > lo[k]:
+                                lo[k], stale = res.certified_bound, True
+                            elif sign < 0 and -res.certified_bound < hi[k]:
+                                hi[k], stale = -res.certified_bound, True
                         if lo[k] >= 0:  # stable (active) on S_j: its upper bound decides no binary
                             break
                     if lo[k] > hi[k]:  # two certified bounds crossed: S_j is empty
@@ -119,18 +117,11 @@ def conditional_bounds(net: Network, x: np.ndarray, label: int, target: int, pse
     return Conditioned(pre, False, done, lps, clock() - t0)
 
 
-def _margin(rel, label: int, target: int) -> np.ndarray:
-    """The spec of ``f_label - f_target`` over the relaxation's outputs."""
-    spec = np.zeros(rel.out_map.shape[0])
-    spec[label], spec[target] = 1.0, -1.0
-    return spec
-
-
 def _conditioned_lp(net: Network, x: np.ndarray, label: int, target: int, pset: Perturbation, pre: PreBounds,
                     compact: bool = True):
     """The relaxation over ``pre`` and its LP with the row ``f_label - f_target <= 0`` added."""
     rel = relaxation(net, x, pset, pre, compact=compact)
-    c, c0 = rel.objective(_margin(rel, label, target))
+    c, c0 = rel.margin(label, target)
     lp = rel.lp
     return rel, LinearProgram(sp.vstack([lp.a, sp.csr_matrix(c[None])]).tocsr(), np.append(lp.row_lo, -np.inf),
                               np.append(lp.row_hi, -c0), lp.var_lo, lp.var_hi, None)

@@ -39,7 +39,7 @@ import numpy as np
 
 from lpbench.attacks.pgd import recheck
 from lpbench.lp.drivers import PreBounds
-from lpbench.lp.formulation import Relaxation, relaxation
+from lpbench.lp.formulation import Relaxation, decisive, relaxation
 from lpbench.milp.conditional import conditional_bounds
 from lpbench.network import Network
 from lpbench.problem import Perturbation, Status
@@ -74,8 +74,6 @@ def split_search(net: Network, x: np.ndarray, label: int, target: int, pset: Per
     (module doc); ``deadline`` is a reading of ``now``."""
     t0 = now()
     x64 = np.asarray(x, np.float64)
-    spec = np.zeros(net.n_classes)
-    spec[label], spec[target] = 1.0, -1.0
     stack: list[tuple[PreBounds, int]] = [(pre, 0)]
     nodes = closed = left_open = depth = 0
 
@@ -94,8 +92,9 @@ def split_search(net: Network, x: np.ndarray, label: int, target: int, pset: Per
             continue
         bounds = cond.pre
         rel = relaxation(net, x64, pset, bounds, compact=False)
+        c, c0 = rel.margin(label, target)
         with lp_backend.open(rel.lp) as session:
-            lp = session.minimize(*rel.objective(spec))
+            lp = session.minimize(c, c0)
         if lp.status is LPStatus.OPTIMAL and lp.certified_bound > 0:
             closed += 1
             continue
@@ -109,7 +108,7 @@ def split_search(net: Network, x: np.ndarray, label: int, target: int, pset: Per
         point, _, ok = recheck(net, cand, x64, label, pset)
         if ok:
             return result(Status.FALSIFIED, point)
-        split = _branch(net, rel, bounds, lp.primal, rel.convex_outputs(rel.objective(spec)[0]))
+        split = _branch(net, rel, bounds, lp.primal, rel.convex_outputs(c))
         if split is None:  # no neuron to split: the LP is exact here, its optimum 0 within rounding
             left_open += 1
             continue
@@ -130,9 +129,7 @@ def _branch(net: Network, rel: Relaxation, bounds: PreBounds, primal: np.ndarray
     ``-l u / (u - l)``)."""
     for i in net.activation_indices:
         lo, hi = (np.ravel(b) for b in bounds[i])
-        unstable = (lo < 0) & (hi > 0)
-        if needless is not None and needless[0] == i:
-            unstable &= ~needless[1]
+        unstable = decisive(i, (lo < 0) & (hi > 0), needless)
         if not unstable.any():
             continue
         z = primal[rel.block(i, "pre").slice]
