@@ -1,0 +1,139 @@
+"""The branch and bound with batched bound propagation (lpbench.milp.bab): every bound it uses is
+sound for any multipliers, its verdicts agree with brute force, and inside verify_sample it decides
+what the MILPs leave open."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import random_relu_net
+from lpbench.attacks.pgd import recheck
+from lpbench.milp import tightened_bounds, verify_sample
+from lpbench.milp.bab import _backward, _Domains, bab_search, dense_relu
+from lpbench.network import Network
+from lpbench.problem import Status
+from lpbench.solvers import get_backend
+from test_milp import _brute_force, _MILPsTimeOut, _net, _sample
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_domain_bound_holds_for_any_multipliers_on_sampled_points(seed):
+    """Random splits of the unstable neurons, random alpha in [0, 1] and beta >= 0: the bound is
+    below f_y - f_j at every sampled input of the box whose pre-activations take the split sides."""
+    rng = np.random.default_rng(seed)
+    net = random_relu_net(rng, [4, 6, 5, 3], f"bab{seed}")
+    x = rng.uniform(0.2, 0.8, 4)
+    label = int(np.argmax(net.logits64(x[None])[0]))
+    from lpbench.problem import Perturbation
+    pset = Perturbation(0.3)
+    pre, _ = tightened_bounds(net, x, label, pset, "interval")
+    wb = dense_relu(net)
+    acts = net.activation_indices
+    n_dom = 64
+    lo = [torch.as_tensor(np.ravel(pre[i][0]), dtype=torch.float64).repeat(n_dom, 1) for i in acts]
+    hi = [torch.as_tensor(np.ravel(pre[i][1]), dtype=torch.float64).repeat(n_dom, 1) for i in acts]
+    split = []
+    for l, u in zip(lo, hi):
+        s = torch.as_tensor(rng.choice([-1.0, 0.0, 1.0], size=l.shape)) * ((l < 0) & (u > 0))
+        l[s > 0], u[s < 0] = 0.0, 0.0
+        split.append(s)
+    target = torch.as_tensor(rng.choice([j for j in range(3) if j != label], size=n_dom))
+    alpha = [torch.as_tensor(rng.uniform(0, 1, size=t.shape)) for t in lo]
+    beta = [torch.as_tensor(rng.exponential(1.0, size=t.shape)) for t in lo]
+    dom = _Domains(target, lo, hi, split, alpha, beta)
+    spec = torch.zeros(n_dom, 3, dtype=torch.float64)
+    spec[:, label] = 1.0
+    spec[torch.arange(n_dom), target] = -1.0
+    xl, xu = (t.reshape(-1) for t in pset.enclosing_box(torch.as_tensor(x)))
+    bound, _, _ = _backward(wb, dom, spec, (xl, xu), alpha, beta)
+    pts = rng.uniform(xl.numpy(), xu.numpy(), size=(20000, 4))
+    z, h = [], torch.as_tensor(pts)
+    for k, (w, b) in enumerate(wb):
+        h = h @ w.T + b
+        if k < len(wb) - 1:
+            z.append(h)
+            h = h.clamp(min=0)
+    margins = (h[:, label][None] - h[:, target].T)  # (domains, points)
+    checked = 0
+    for d in range(n_dom):
+        inside = torch.ones(len(pts), dtype=torch.bool)
+        for zi, s in zip(z, split):
+            inside &= ((zi * s[d]) >= 0).all(dim=1)
+        assert bool((margins[d][inside] >= bound[d]).all())
+        checked += int(inside.sum())
+    assert checked > 10000
+
+
+def test_verdicts_equal_brute_force_on_tiny_networks():
+    """From interval bounds: a verified target has a positive brute-force minimum at or above the
+    search's bound, a falsified one a negative minimum and a re-checked point; nearly all decided."""
+    decided = total = 0
+    for seed in range(16):
+        net = _net(500 + seed)
+        x, label, pset = _sample(net, 500 + seed)
+        pre, _ = tightened_bounds(net, x, label, pset, "interval")
+        for j in (j for j in range(net.n_classes) if j != label):
+            exact = _brute_force(net, x, label, j, pset)
+            found = bab_search(net, x, label, [j], pset, pre, time.perf_counter() + 30, time.perf_counter)
+            total += 1
+            if j in found.verified:
+                assert exact > 0 and found.bound[j] <= exact + 1e-9
+                decided += 1
+            elif found.point is not None:
+                assert exact < 0 and found.target == j and recheck(net, found.point, x, label, pset)[2]
+                assert found.margin == pytest.approx(recheck(net, found.point, x, label, pset)[1][j])
+                decided += 1
+            else:
+                assert j in found.open
+    assert decided >= 0.9 * total
+
+
+def test_several_targets_at_once_and_a_deadline_in_the_past():
+    net = _net(520)
+    x, label, pset = _sample(net, 520)
+    pre, _ = tightened_bounds(net, x, label, pset, "interval")
+    targets = [j for j in range(net.n_classes) if j != label]
+    found = bab_search(net, x, label, targets, pset, pre, time.perf_counter() - 1, time.perf_counter)
+    assert found.verified == () and set(found.open) == set(targets) and found.domains == 0
+    both = bab_search(net, x, label, targets, pset, pre, time.perf_counter() + 30, time.perf_counter)
+    for j in targets:
+        alone = bab_search(net, x, label, [j], pset, pre, time.perf_counter() + 30, time.perf_counter)
+        assert (j in both.verified) == (j in alone.verified) or both.point is not None
+
+
+def test_only_dense_relu_networks():
+    from lpbench.activations import parse_activation
+    from lpbench.network import Act, Conv2d, Dense, Flatten
+    rng = np.random.default_rng(0)
+    conv = Network((Conv2d(rng.normal(size=(2, 1, 2, 2)).astype(np.float32), np.zeros(2, np.float32), 1, 0),
+                    Act(parse_activation("relu")), Flatten(), Dense(rng.normal(size=(3, 8)).astype(np.float32),
+                                                                     np.zeros(3, np.float32))), (1, 3, 3), "conv")
+    tanh = Network((Dense(np.eye(2, dtype=np.float32), np.zeros(2, np.float32)), Act(parse_activation("tanh")),
+                    Dense(np.eye(2, dtype=np.float32), np.zeros(2, np.float32))), (2,), "tanh")
+    assert dense_relu(conv) is None and dense_relu(tanh) is None
+    assert dense_relu(_net(0)) is not None
+    assert bab_search(conv, np.zeros((1, 3, 3)), 0, [1], None, {}, 0.0, time.perf_counter) is None
+
+
+def test_bab_decides_what_the_milps_leave_open_inside_verify():
+    """Every MILP times out: verify_sample's branch and bound decides the targets its LPs leave
+    open, its verdicts equal brute force's, and the split search is not needed."""
+    by_bab = 0
+    for seed in range(12):
+        net = _net(400 + seed)
+        x, label, pset = _sample(net, 400 + seed)
+        v = verify_sample(net, x, label, pset, _MILPsTimeOut(), 60, tightening="interval",
+                          lp_backend=get_backend("highs"))
+        exact = min(_brute_force(net, x, label, j, pset) for j in range(net.n_classes) if j != label)
+        by_bab += sum(t.solver_status == "branch and bound" for t in v.targets)
+        if abs(exact) > 1e-6:
+            assert v.status is (Status.VERIFIED if exact > 0 else Status.FALSIFIED)
+        if v.status is Status.FALSIFIED:
+            assert recheck(net, v.counterexample, x, label, pset)[2]
+    assert by_bab >= 1
