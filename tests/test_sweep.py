@@ -158,6 +158,40 @@ def test_killed_client_resumes_with_only_the_missing_outcomes(tmp_path):
     assert len(after) == 12 and all(after[k] == v for k, v in kept.items())
 
 
+def test_ctrl_c_stops_the_sweep_with_one_message_and_keeps_its_outcomes(tmp_path):
+    """SIGINT to the whole process group, as a terminal's Ctrl-C sends it: exit status 130, one
+    line saying the results are kept, no traceback from the client or its worker processes."""
+    spec_file = tmp_path / "s.toml"
+    spec_file.write_text(textwrap.dedent("""
+        name = "ctrlc"
+        models = ["LPD-MLP-B-0.1"]
+        epsilons = [0.1]
+        methods = ["lp-all"]
+        samples = "0:200"
+        lp_chunk = 25
+    """))
+    store = tmp_path / "s.sqlite"
+    proc = subprocess.Popen([sys.executable, "-m", "lpbench.cli", "sweep", "run", str(spec_file), "--workers", "2",
+                             "--store", str(store)], env=_env(), start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    spec = load_spec(spec_file)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+        try:
+            if store.exists() and len(_stored(store, spec)) >= 2:
+                break
+        except Exception:  # noqa: BLE001  (table not created yet)
+            continue
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted; finished results are kept in the store" in err
+    assert "Traceback" not in err + out and "KeyboardInterrupt" not in err + out, err[-2000:]
+    assert 2 <= len(_stored(store, spec)) < 200
+
+
 def test_a_raising_task_is_an_error_outcome_and_the_sweep_goes_on(tmp_path, tampered_cnn_small):
     spec = parse_spec({**BASE, "models": ["LPD-MLP-B-0.1", "NOR-CNN-SMALL"], "epsilons": [0.1],
                        "methods": ["pgd", "lp-all"], "samples": "0:2"})

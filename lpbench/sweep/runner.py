@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -162,8 +163,15 @@ class _client:
             return self.client
         n = self.workers or os.cpu_count() or 1
         one = {k: "1" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
-        self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                    dashboard_address=":0", silence_logs=logging.ERROR, env=one)
+        # Ctrl-C reaches the whole process group: the worker processes start with SIGINT ignored
+        # (a disposition that survives their exec), so only this process handles it, closing the
+        # cluster, instead of every worker printing its own KeyboardInterrupt traceback
+        handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                        dashboard_address=":0", silence_logs=logging.ERROR, env=one)
+        finally:
+            signal.signal(signal.SIGINT, handler)
         self.client = Client(self.cluster)
         return self.client
 
