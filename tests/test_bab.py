@@ -137,3 +137,23 @@ def test_bab_decides_what_the_milps_leave_open_inside_verify():
         if v.status is Status.FALSIFIED:
             assert recheck(net, v.counterexample, x, label, pset)[2]
     assert by_bab >= 1
+
+
+def test_the_bab_option_of_the_milp_method():
+    """``bab = false`` turns the search off (no target decided by it) and leaves every verdict
+    as it was; a value that is not a boolean is refused."""
+    from lpbench.methods import verify
+    rng = np.random.default_rng(7)
+    net = random_relu_net(rng, [6, 8, 8, 3], "opt")
+    images = rng.uniform(0.2, 0.8, size=(6, 6)).astype(np.float32)
+    labels = net.logits64(images.astype(np.float64)).argmax(axis=1)
+    from lpbench.problem import Perturbation
+    pset = Perturbation(0.15)
+    runs = {flag: verify(net, images, labels, pset, ["milp"], options={"milp": {"bab": flag, "time_limit": 30,
+                                                                                "tightening": "interval"}})
+            for flag in (True, False)}
+    assert [o.status for o in runs[True]] == [o.status for o in runs[False]]
+    solvers = {flag: {t["solver"] for o in outs for t in o.stats.get("targets", [])} for flag, outs in runs.items()}
+    assert "branch and bound" in solvers[True] and "branch and bound" not in solvers[False]
+    with pytest.raises(ValueError, match="bab"):
+        verify(net, images, labels, pset, ["milp"], options={"milp": {"bab": "yes"}})
