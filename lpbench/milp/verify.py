@@ -157,7 +157,7 @@ def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, b
     solves, plus CBC's child processes', so a busy machine does not turn decidable samples into
     timeouts) or wall-clock seconds (``"wall"``), see :data:`CLOCKS`. ``split``: a target the
     conditioned MILP leaves open after ``QUICK_S`` seconds goes to :func:`lpbench.milp.split.split_search`
-    for the rest of the time. ``bab``: on dense ReLU networks each target first gets ``BAB_S``
+    for the rest of the time. ``bab``: on dense ReLU networks each target (``targets="each"``) first gets ``BAB_S``
     seconds of :func:`lpbench.milp.bab.bab_search` on the sample's bounds, and the conditioned
     bounds get it before their MILP (module doc)."""
     if targets not in TARGET_MODES:
