@@ -575,23 +575,25 @@ class _MILPsTimeOut:
         return MILPResult(MILPStatus.TIME_LIMIT, message="injected")
 
 
-def test_split_search_decides_what_the_milps_leave_open_inside_verify():
-    """With every MILP timing out (and no branch and bound, which comes first on dense networks,
-    see test_bab.py), verify_sample hands the targets its LPs leave open to the split search; its
-    verdicts equal brute force's, and some of them came from the split search."""
-    split = 0
+@pytest.mark.parametrize("bab, decider", [(False, "split search"), (True, "branch and bound")])
+def test_the_searches_decide_what_the_milps_leave_open_inside_verify(bab, decider):
+    """With every MILP timing out, verify_sample hands the targets its LPs leave open to the
+    branch and bound with bound propagation (``bab``, first on dense networks, see test_bab.py)
+    or, without it, to the split search; its verdicts equal brute force's, and some of them came
+    from that search."""
+    found = 0
     for seed in range(12):
         net = _net(400 + seed)
         x, label, pset = _sample(net, 400 + seed)
         v = verify_sample(net, x, label, pset, _MILPsTimeOut(), 60, tightening="interval",
-                          lp_backend=get_backend("highs"), bab=False)
+                          lp_backend=get_backend("highs"), bab=bab)
         exact = min(_brute_force(net, x, label, j, pset) for j in range(net.n_classes) if j != label)
-        split += sum(t.solver_status == "split search" for t in v.targets)
+        found += sum(t.solver_status == decider for t in v.targets)
         if abs(exact) > 1e-6:
             assert v.status is (Status.VERIFIED if exact > 0 else Status.FALSIFIED)
         if v.status is Status.FALSIFIED:
             assert recheck(net, v.counterexample, x, label, pset)[2]
-    assert split >= 1
+    assert found >= 1
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -120,6 +120,22 @@ def test_real_cluster_sweep_and_a_killed_worker(cluster, tmp_path):
     assert sorted(rows) == sorted(_expected(spec2)) and report.written == 12
 
 
+def _sweep_once_stored(spec_file: Path, store: Path, workers: int, **popen) -> subprocess.Popen:
+    """``lpbench sweep run`` in its own process group, returned once 2 outcomes are stored."""
+    proc = subprocess.Popen([sys.executable, "-m", "lpbench.cli", "sweep", "run", str(spec_file), "--workers",
+                             str(workers), "--store", str(store)], env=_env(), start_new_session=True, **popen)
+    spec = load_spec(spec_file)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+        try:
+            if store.exists() and len(_stored(store, spec)) >= 2:
+                break
+        except (sqlite3.OperationalError, Exception):  # table not created yet
+            continue
+    return proc
+
+
 def test_killed_client_resumes_with_only_the_missing_outcomes(tmp_path):
     spec_file = tmp_path / "s.toml"
     spec_file.write_text(textwrap.dedent("""
@@ -131,27 +147,13 @@ def test_killed_client_resumes_with_only_the_missing_outcomes(tmp_path):
         lp_chunk = 25
     """))
     store = tmp_path / "s.sqlite"
-    proc = subprocess.Popen([sys.executable, "-m", "lpbench.cli", "sweep", "run", str(spec_file), "--workers", "1",
-                             "--store", str(store)], env=_env(), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    spec = load_spec(spec_file)
-    deadline = time.time() + 300
-    before = []
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(0.5)
-        if store.exists():
-            try:
-                before = _stored(store, spec)
-            except (sqlite3.OperationalError, Exception):  # table not created yet
-                continue
-            if len(before) >= 2:
-                break
+    proc = _sweep_once_stored(spec_file, store, 1, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     with Store(store) as st:
         kept = st.frame().set_index(["method", "sample"]).created.to_dict()
     assert 2 <= len(kept) < 12, "the client should have been killed mid-sweep"
-    report = run_sweep(spec, store, workers=1)
+    report = run_sweep(load_spec(spec_file), store, workers=1)
     assert report.written == 12 - len(kept) and report.skipped == len(kept)
     with Store(store) as st:
         after = st.frame().set_index(["method", "sample"]).created.to_dict()
@@ -171,19 +173,9 @@ def test_ctrl_c_stops_the_sweep_with_one_message_and_keeps_its_outcomes(tmp_path
         lp_chunk = 25
     """))
     store = tmp_path / "s.sqlite"
-    proc = subprocess.Popen([sys.executable, "-m", "lpbench.cli", "sweep", "run", str(spec_file), "--workers", "2",
-                             "--store", str(store)], env=_env(), start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = _sweep_once_stored(spec_file, store, 2, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     spec = load_spec(spec_file)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(0.5)
-        try:
-            if store.exists() and len(_stored(store, spec)) >= 2:
-                break
-        except Exception:  # noqa: BLE001  (table not created yet)
-            continue
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
