@@ -8,6 +8,22 @@ import torch
 from helpers import run_cli as run
 
 
+def test_json_stdout_of_a_fresh_process_running_highs_is_only_json(shared_mirror):
+    """HiGHS prints a banner to file descriptor 1 when a process builds its first instance; in a
+    separate process (where pytest's capture does not sit in between) every stdout line of
+    ``verify --json`` with LP and MILP methods must still parse."""
+    import os
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-m", "lpbench.cli", "verify", "NOR-MLP-B", "--eps", "0.02", "--samples",
+                           "0:2", "--methods", "lp-all,milp", "--time-limit", "30", "--json"],
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    recs = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(recs) == 4 and {r["method"] for r in recs} == {"lp-all", "milp"}
+    assert "Running HiGHS" not in proc.stderr
+
+
 def test_models_lists_the_zoo(monkeypatch, capsys):
     code, out, _ = run(monkeypatch, capsys, "models", "--json")
     models = json.loads(out)

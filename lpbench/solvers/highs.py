@@ -11,8 +11,11 @@ without output.
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import math
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -50,12 +53,38 @@ class HighsBackend(Backend):
                                           "presolve": self.presolve, **self.options})
 
 
+_BANNER_DONE = False
+
+
+def new_highs():
+    """A ``highspy.Highs`` instance. HiGHS prints its banner from the constructor of the first one
+    in a process, before any option can turn logging off, onto file descriptor 1, where it would
+    corrupt ``--json`` output and fill sweep logs; that first one is built with descriptor 1 on
+    the null device (C's stdio buffers flushed before it is put back)."""
+    global _BANNER_DONE
+    highspy = importlib.import_module("highspy")
+    if _BANNER_DONE:
+        return highspy.Highs()
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            h = highspy.Highs()
+            ctypes.CDLL(None).fflush(None)
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    _BANNER_DONE = True
+    return h
+
+
 class _HighsSession(Session):
     def __init__(self, time_limit: float | None, options: dict) -> None:
         super().__init__(time_limit)
         highspy = importlib.import_module("highspy")
         self._hs = highspy
-        h = highspy.Highs()
+        h = new_highs()
         for key, value in {"output_flag": False, "threads": 1, **options}.items():
             if h.setOptionValue(key, value) != highspy.HighsStatus.kOk:
                 raise ValueError(f"HiGHS rejects option {key}={value!r}")
@@ -160,7 +189,7 @@ def _solve_milp(lp: LinearProgram, c: np.ndarray, c0: float, time_limit: float |
     ``dual_bound == cutoff``, whether HiGHS ends it as infeasible or the callback stops it on a
     bound of +inf."""
     highspy = importlib.import_module("highspy")
-    h = highspy.Highs()
+    h = new_highs()
     opts = {**_MILP_OPTIONS, **options}
     if time_limit is not None:
         opts["time_limit"] = float(time_limit) * (CPU_BACKSTOP if cpu_time else 1.0) + (10.0 if cpu_time else 0.0)
