@@ -212,8 +212,10 @@ def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, b
                     break
                 continue
             left = time_limit - (now() - t0)
-            if left <= 0:
-                results.append(pre_bab[0])
+            if left <= 0:  # the branch and bound spent the sample's time
+                results.append(pre_bab[0] if pre_bab is not None else TargetResult(
+                    j, Status.TIMEOUT, -math.inf, -math.inf, math.nan, "not run", 0, 0.0,
+                    message="sample time limit spent on earlier targets"))
                 continue
             c, c0 = model.margin(label, j)
             tol = tolerance(model.rel.lp, c, c0)
