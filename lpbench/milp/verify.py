@@ -201,8 +201,7 @@ def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, b
         for j, _ in open_:
             left = time_limit - (now() - t0)
             if left <= 0:
-                results.append(TargetResult(j, Status.TIMEOUT, -math.inf, -math.inf, math.nan, "not run", 0,
-                                            0.0, message="sample time limit spent on earlier targets"))
+                results.append(_not_run(j))
                 continue
             pre_bab = _bab(net, x64, label, pset, model.pre, j, now() + min(left, BAB_S), now) if bab else None
             if pre_bab is not None and (pre_bab[0].status is not Status.TIMEOUT or pre_bab[1] is not None):
@@ -213,9 +212,7 @@ def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, b
                 continue
             left = time_limit - (now() - t0)
             if left <= 0:  # the branch and bound spent the sample's time
-                results.append(pre_bab[0] if pre_bab is not None else TargetResult(
-                    j, Status.TIMEOUT, -math.inf, -math.inf, math.nan, "not run", 0, 0.0,
-                    message="sample time limit spent on earlier targets"))
+                results.append(pre_bab[0] if pre_bab is not None else _not_run(j))
                 continue
             c, c0 = model.margin(label, j)
             tol = tolerance(model.rel.lp, c, c0)
@@ -235,6 +232,12 @@ def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, b
                 break
     return SampleVerdict(_combine([t.status for t in results]), tuple(results), cex, model.tightening,
                          t_s, model.unstable, now() - t0, clock)
+
+
+def _not_run(j: int) -> TargetResult:
+    """Target ``j`` reached after the sample's time was spent."""
+    return TargetResult(j, Status.TIMEOUT, -math.inf, -math.inf, math.nan, "not run", 0, 0.0,
+                        message="sample time limit spent on earlier targets")
 
 
 def _bab(net, x64, label, pset, pre, j: int, deadline: float, now) -> tuple[TargetResult, np.ndarray | None] | None:
