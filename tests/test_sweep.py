@@ -409,3 +409,31 @@ def test_anchor_needs_a_random_subset_with_lp_greedy(tmp_path, monkeypatch, caps
                                "--anchor", "--store", str(tmp_path / "s.sqlite"), "--out", str(tmp_path))
         assert code != 0 and "random subset" in err and "Traceback" not in err
         assert not (tmp_path / "s.sqlite").exists() or not list(tmp_path.glob("table1*"))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_workers_keep_their_heap_under_dasks_malloc_setting():
+    """dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which pins glibc's mmap
+    threshold at 128 KiB: a 4 MiB buffer is then mapped afresh (and faulted in page by page)
+    each time. After the tasks' :func:`keep_heap` it comes from the heap (glibc's ``mallinfo2``
+    counts the mapped blocks)."""
+    probe = textwrap.dedent("""
+        import ctypes, sys
+        if sys.argv[1] == "keep":
+            from lpbench.sweep.tasks import keep_heap
+            assert keep_heap()
+        class Info(ctypes.Structure):
+            _fields_ = [(f, ctypes.c_size_t) for f in ("arena ordblks smblks hblks hblkhd usmblks "
+                                                       "fsmblks uordblks fordblks keepcost").split()]
+        libc = ctypes.CDLL(None)
+        libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+        libc.free.argtypes, libc.mallinfo2.restype = [ctypes.c_void_p], Info
+        before = libc.mallinfo2().hblks
+        buf = libc.malloc(4 << 20)
+        print(libc.mallinfo2().hblks - before)
+        libc.free(buf)
+    """)
+    env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "65536"}
+    mapped = {how: int(subprocess.run([sys.executable, "-c", probe, how], env=env, capture_output=True,
+                                      text=True, check=True).stdout) for how in ("dask", "keep")}
+    assert mapped == {"dask": 1, "keep": 0}

@@ -2,7 +2,8 @@
 
 A worker loads each network once from the zoo (its own data directory or a shared one, see
 cluster/README.md) and keeps it for the tasks that follow, so weights never travel inside tasks.
-Every task runs torch and the solvers on one thread.
+Every task runs torch and the solvers on one thread, with glibc told to keep its heap
+(:func:`keep_heap`).
 
 * :func:`block` -- any registered method on a block of samples (torch methods batched; the MILP
   gets one sample per task);
@@ -67,9 +68,38 @@ def _version(name: str, module: Any) -> str:
         return getattr(module, "__version__", "?")
 
 
-def _one_thread() -> None:
+#: glibc malloc settings of a worker process (bytes): blocks above ``MMAP_THRESHOLD`` are
+#: mapped afresh, and free memory above ``TRIM_THRESHOLD`` at the top of the heap goes back to
+#: the system. dask's nanny starts its workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which also
+#: pins glibc's mmap threshold at 128 KiB: every tensor and solver buffer above that is mapped
+#: and unmapped again, and the page faults cost about 40% more CPU time (NOR-MLP-B at 0.02, test
+#: image 251, the MILP: 27 s user + 16 s system with dask's setting, 28 s + 0.3 s with these), a
+#: cost the MILP's CPU-second limit counts.
+MMAP_THRESHOLD, TRIM_THRESHOLD = 32 << 20, 256 << 20
+
+
+@lru_cache(maxsize=1)
+def keep_heap() -> bool:
+    """Apply :data:`MMAP_THRESHOLD` and :data:`TRIM_THRESHOLD` to this process (glibc's
+    ``mallopt``); False where the C library is not glibc or refuses them."""
+    import ctypes
+    import platform
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return mallopt(m_mmap_threshold, MMAP_THRESHOLD) == 1 and mallopt(m_trim_threshold, TRIM_THRESHOLD) == 1
+
+
+def _prepare() -> None:
+    """Every task starts here: torch on one thread, the heap kept (:func:`keep_heap`)."""
     import torch
     torch.set_num_threads(1)
+    keep_heap()
 
 
 def block(model: str, data: str, eps: float, norm: str, method: str, ids: list[int],
@@ -78,7 +108,7 @@ def block(model: str, data: str, eps: float, norm: str, method: str, ids: list[i
     is a user verifier registered in the client only)."""
     from lpbench.methods import verify
     from lpbench.plugins import ensure
-    _one_thread()
+    _prepare()
     ensure(plugin)
     net, d = network(model), dataset(data)
     ids = np.asarray(ids, np.int64)
@@ -95,7 +125,7 @@ def radius(model: str, data: str, sample: int, label: int, method: str, kind: st
     pairs."""
     from lpbench.plugins import ensure
     from lpbench.radius import search
-    _one_thread()
+    _prepare()
     ensure(plugin)
     net, d = network(model), dataset(data)
     if int(d.labels[sample]) != label:
@@ -108,7 +138,7 @@ def radius(model: str, data: str, sample: int, label: int, method: str, kind: st
 def instance(path: str, index: int, method: str, options: dict[str, Any]) -> tuple[list[Outcome], dict[str, str]]:
     """Row ``index`` of a VNN-COMP instance list (:mod:`lpbench.interop.sweep`)."""
     from lpbench.interop.sweep import instance_outcome
-    _one_thread()
+    _prepare()
     return [instance_outcome(path, index, method, options)], worker_info()
 
 
@@ -142,7 +172,7 @@ def lp_start(model: str, data: str, eps: float, norm: str, sample: int) -> LPSta
 
     from lpbench.lp.drivers import LPCounts, cheap_bounds
     from lpbench.methods import margin_spec
-    _one_thread()
+    _prepare()
     t0 = time.perf_counter()
     net, d = network(model), dataset(data)
     x = torch.as_tensor(d.images[sample:sample + 1], dtype=torch.float64)
@@ -158,7 +188,7 @@ def lp_slice(model: str, data: str, eps: float, norm: str, sample: int, state: L
     """The LP bounds of neurons ``span`` of ``layer`` (flat indices) for one sample."""
     from lpbench.lp.drivers import tighten_neurons
     from lpbench.solvers import get_backend
-    _one_thread()
+    _prepare()
     t0 = time.perf_counter()
     net, d = network(model), dataset(data)
     backend = get_backend(lp_options.get("backend", "highs"), lp_options.get("backend_options", {}))
@@ -186,7 +216,7 @@ def lp_finish(model: str, data: str, eps: float, norm: str, sample: int, state: 
     from lpbench.lp.drivers import Sessions, solve_sample
     from lpbench.lp.methods import verdict
     from lpbench.solvers import get_backend
-    _one_thread()
+    _prepare()
     t0 = time.perf_counter()
     net, d = network(model), dataset(data)
     x, label = d.images[sample].astype(np.float64), state.label
