@@ -73,8 +73,8 @@ def _version(name: str, module: Any) -> str:
 #: the system. dask's nanny starts its workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which also
 #: pins glibc's mmap threshold at 128 KiB: every tensor and solver buffer above that is mapped
 #: and unmapped again, and the page faults cost about 40% more CPU time (NOR-MLP-B at 0.02, test
-#: image 251, the MILP: 27 s user + 16 s system with dask's setting, 28 s + 0.3 s with these), a
-#: cost the MILP's CPU-second limit counts.
+#: image 191, the MILP in a dask worker: 22.0 s user + 14.3 s system before, 22.8 s + 0.2 s with
+#: these), a cost the MILP's CPU-second limit counts.
 MMAP_THRESHOLD, TRIM_THRESHOLD = 32 << 20, 256 << 20
 
 
