@@ -7,6 +7,7 @@ and PGD re-attacks at its own. Bracket replay: a search resumed from its own pro
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -17,6 +18,7 @@ import pandas as pd
 import pytest
 
 from helpers import random_relu_net
+from lpbench.errors import LpbenchError
 from lpbench.experiments import table2 as t2
 from lpbench.methods import verify
 from lpbench.milp.distortion import min_distortion
@@ -180,6 +182,27 @@ def test_table2_interrupted_keeps_its_probes(table2_run, tmp_path) -> None:
     _, per_again, rep = t2.run_table2(spec, store, workers=1)
     assert rep.written == rep.tasks and per_again.finished.all()
     assert per_again.radius.tolist() == per_sample.radius.tolist()
+
+
+def test_table2_export_imported_into_a_fresh_store_replays_the_searches(table2_run, tmp_path) -> None:
+    """Table 2's probes travel like a sweep's: ``sweep export`` of its stored spec, ``sweep import``
+    into a fresh store, and the same spec then runs no probe and gives the same radii; ``sweep
+    status`` refuses it with a pointer to the command that reports it."""
+    from lpbench.store import Store
+    from lpbench.sweep.results import export, import_export, status
+    spec, store, _, per_sample, report = table2_run
+    with Store(store) as st:
+        files = [export(st, spec.name, tmp_path / "t2.parquet"), export(st, spec.name, tmp_path / "t2.csv")]
+        with pytest.raises(LpbenchError, match="reproduce table2"):
+            status(st, spec.name)
+    for i, path in enumerate(files):
+        with Store(tmp_path / f"fresh{i}.sqlite") as st:
+            got, written, kept = import_export(st, path)
+            assert got == spec and (written, kept) == (report.written, 0)
+        _, per_again, rep = t2.run_table2(spec, tmp_path / f"fresh{i}.sqlite", workers=1)
+        assert rep.tasks == 0 and per_again.radius.tolist() == per_sample.radius.tolist()
+    with pytest.raises(LpbenchError, match="unknown key"):
+        t2.Table2Spec.from_dict({**json.loads(spec.to_json()), "depth": 3})
 
 
 @pytest.mark.parametrize("milp_probes, upper, exact", [

@@ -28,7 +28,7 @@ import hashlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -108,6 +108,26 @@ class Table2Spec:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, default=list)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], where: str = "the spec") -> "Table2Spec":
+        """The spec :meth:`to_json` wrote (from a store or an export)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise LpbenchError(f"{where}: unknown key(s) {unknown}; known: {', '.join(sorted(known))}")
+        try:
+            args = {k: tuple(int(v) for v in raw[k]) if k == "samples" else
+                    tuple(raw[k]) if isinstance(raw[k], list) else raw[k] for k in raw}
+            return cls(**args)
+        except (TypeError, ValueError) as e:
+            raise LpbenchError(f"{where}: {e}") from None
+
+    def outcomes(self, st: Store) -> pd.DataFrame:
+        """Every stored probe of this spec's models (all samples, every epsilon probed)."""
+        frame = st.frame()
+        keys = {self.key(m) for m in self.methods}
+        return frame[frame.experiment.isin(keys) & frame.model.isin(self.models)]
 
 
 @dataclass

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from lpbench.errors import LpbenchError
+from lpbench.experiments.table2 import Table2Spec
 from lpbench.store import Store
 from lpbench.sweep.runner import experiment, sample_set
 from lpbench.sweep.spec import SweepSpec, parse_spec
@@ -15,17 +16,28 @@ from lpbench.sweep.spec import SweepSpec, parse_spec
 STATUSES = ("verified", "falsified", "unknown", "timeout", "error")
 
 
-def stored_spec(st: Store, name: str) -> SweepSpec:
+def stored_spec(st: Store, name: str) -> SweepSpec | Table2Spec:
     """The specification sweep ``name`` last ran with."""
     raw = st.sweep_spec(name)
     if raw is None:
         known = ", ".join(st.sweeps()) or "none"
         raise LpbenchError(f"no sweep named {name!r} in {st.path} (known: {known})")
-    return parse_spec(json.loads(raw), f"stored sweep {name!r}")
+    return _parse(json.loads(raw), f"stored sweep {name!r}")
 
 
-def outcomes(st: Store, spec: SweepSpec) -> pd.DataFrame:
-    """Every stored outcome of the sweep's current (model, epsilon, method, sample) set."""
+def _parse(raw: dict, where: str) -> SweepSpec | Table2Spec:
+    """A sweep's spec, or the spec of Table 2's radius searches (which has a bisection ``tol``)."""
+    if isinstance(raw, dict) and "tol" in raw:
+        return Table2Spec.from_dict(raw, where)
+    return parse_spec(raw, where)
+
+
+def outcomes(st: Store, spec: SweepSpec | Table2Spec) -> pd.DataFrame:
+    """Every stored outcome of the sweep's current (model, epsilon, method, sample) set; for
+    Table 2, every probe of its searches."""
+    if isinstance(spec, Table2Spec):
+        return spec.outcomes(st).assign(sweep=spec.name).sort_values(
+            ["model", "method", "sample", "epsilon"], ignore_index=True)
     keys = {experiment(spec, m) for m in spec.methods}
     frame = st.frame()
     frame = frame[frame.experiment.isin(keys)]
@@ -41,6 +53,9 @@ def outcomes(st: Store, spec: SweepSpec) -> pd.DataFrame:
 def status(st: Store, name: str) -> pd.DataFrame:
     """Per (model, epsilon, method): samples expected, done, and the count of each status."""
     spec = stored_spec(st, name)
+    if isinstance(spec, Table2Spec):
+        raise LpbenchError(f"{name!r} holds Table 2's radius searches: `lpbench reproduce table2` "
+                           "with the same options reports their progress and resumes them")
     done = outcomes(st, spec)
     rows = []
     for model, eps, method in spec.jobs():
@@ -76,7 +91,7 @@ def export(st: Store, name: str, out: str | Path) -> Path:
     return out
 
 
-def read_export(path: str | Path) -> tuple[SweepSpec, pd.DataFrame]:
+def read_export(path: str | Path) -> tuple[SweepSpec | Table2Spec, pd.DataFrame]:
     """The spec and the outcomes of a file written by :func:`export`."""
     path = Path(path)
     if not path.is_file():
@@ -98,10 +113,10 @@ def read_export(path: str | Path) -> tuple[SweepSpec, pd.DataFrame]:
         raise LpbenchError(f"cannot read {path}: {e}") from None
     if raw is None:
         raise LpbenchError(f"{path} is not an lpbench sweep export (its sweep spec is missing)")
-    return parse_spec(json.loads(raw), f"the spec in {path}"), frame.drop(columns=["sweep"], errors="ignore")
+    return _parse(json.loads(raw), f"the spec in {path}"), frame.drop(columns=["sweep"], errors="ignore")
 
 
-def import_export(st: Store, path: str | Path) -> tuple[SweepSpec, int, int]:
+def import_export(st: Store, path: str | Path) -> tuple[SweepSpec | Table2Spec, int, int]:
     """Merge an export into the store (newest outcome per key wins) so that the sweep resumes
     where the exporting store stood; the spec is recorded unless the store already has one of
     that name. Returns the spec and the rows written and kept."""
