@@ -125,9 +125,8 @@ class Table2Spec:
 
     def outcomes(self, st: Store) -> pd.DataFrame:
         """Every stored probe of this spec's models (all samples, every epsilon probed)."""
-        frame = st.frame()
-        keys = {self.key(m) for m in self.methods}
-        return frame[frame.experiment.isin(keys) & frame.model.isin(self.models)]
+        frame = pd.concat([st.frame(k) for k in sorted({self.key(m) for m in self.methods})], ignore_index=True)
+        return frame[frame.model.isin(self.models)]
 
 
 @dataclass
