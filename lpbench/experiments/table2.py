@@ -124,9 +124,11 @@ class Table2Spec:
             raise LpbenchError(f"{where}: {e}") from None
 
     def outcomes(self, st: Store) -> pd.DataFrame:
-        """Every stored probe of this spec's models (all samples, every epsilon probed)."""
-        frame = pd.concat([st.frame(k) for k in sorted({self.key(m) for m in self.methods})], ignore_index=True)
-        return frame[frame.model.isin(self.models)]
+        """Every stored probe of this spec: each method's rows under its own :meth:`key` (every
+        model, sample and epsilon probed); methods that share a key read it once."""
+        frames = {k: st.frame(k) for k in {self.key(m) for m in self.methods}}
+        return pd.concat([frames[self.key(m)].query("method == @m") for m in dict.fromkeys(self.methods)],
+                         ignore_index=True)
 
 
 @dataclass
@@ -149,10 +151,10 @@ class _Searches:
     def __init__(self, spec: Table2Spec, st: Store, ids: np.ndarray) -> None:
         self.spec, self.st, self.ids = spec, st, ids
         self.probes: dict[tuple[str, str, int], dict[float, bool]] = {}
+        probes = spec.outcomes(st)
         for m in dict.fromkeys(spec.methods):
-            f = st.frame(spec.key(m))
             self.record_all(m, [((r.model, m, int(r.sample)), float(r.epsilon), r.status)
-                                for r in f[f.method == m].itertuples()])
+                                for r in probes[probes.method == m].itertuples()])
 
     def all(self) -> list[tuple[str, str, int]]:
         return [(model, m, int(i)) for model in self.spec.models for m in self.spec.methods_of(model)

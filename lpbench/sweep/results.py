@@ -36,7 +36,8 @@ def outcomes(st: Store, spec: SweepSpec | Table2Spec) -> pd.DataFrame:
     """Every stored outcome of the sweep's current (model, epsilon, method, sample) set; for
     Table 2, every probe of its searches."""
     if isinstance(spec, Table2Spec):
-        return spec.outcomes(st).assign(sweep=spec.name).sort_values(
+        frame = spec.outcomes(st)
+        return frame[frame.model.isin(spec.models)].assign(sweep=spec.name).sort_values(
             ["model", "method", "sample", "epsilon"], ignore_index=True)
     keys = {experiment(spec, m) for m in spec.methods}
     frame = st.frame()
