@@ -47,6 +47,13 @@ CREATE TABLE IF NOT EXISTS sweeps (
     spec TEXT NOT NULL,
     updated TEXT DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 );
+CREATE TABLE IF NOT EXISTS sweep_history (
+    name TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    first_run TEXT DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    last_run TEXT DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    PRIMARY KEY (name, spec)
+);
 CREATE TABLE IF NOT EXISTS measurements (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL,
@@ -85,6 +92,9 @@ class Store:
         for col, kind in _ADDED.items():
             if col not in have:
                 self._db.execute(f"ALTER TABLE outcomes ADD COLUMN {col} {kind}")
+        # stores from before the history: their sweeps' current specs start it
+        self._db.execute("INSERT OR IGNORE INTO sweep_history (name, spec, first_run, last_run)"
+                         " SELECT name, spec, updated, updated FROM sweeps")
         self._db.commit()
 
     def __enter__(self) -> "Store":
@@ -147,13 +157,32 @@ class Store:
             return self._db.execute(q, args).rowcount
 
     def save_sweep(self, name: str, spec: str) -> None:
-        """Record (or update) the specification a sweep ran with."""
+        """Record the specification a sweep runs with now (its current spec), and add it to the
+        sweep's history."""
         with self._db:
             self._db.execute("INSERT OR REPLACE INTO sweeps (name, spec) VALUES (?, ?)", (name, spec))
+            self._remember(name, spec)
+
+    def add_sweep_history(self, name: str, spec: str) -> None:
+        """Add a spec a sweep ran with elsewhere (an imported export's) to its history, leaving
+        its current spec alone (a spec already there keeps its times)."""
+        with self._db:
+            self._db.execute("INSERT OR IGNORE INTO sweep_history (name, spec) VALUES (?, ?)", (name, spec))
+
+    def _remember(self, name: str, spec: str) -> None:
+        self._db.execute("INSERT INTO sweep_history (name, spec) VALUES (?, ?) ON CONFLICT (name, spec)"
+                         " DO UPDATE SET last_run=excluded.last_run", (name, spec))
 
     def sweep_spec(self, name: str) -> str | None:
+        """The spec sweep ``name`` last ran with."""
         row = self._db.execute("SELECT spec FROM sweeps WHERE name=?", (name,)).fetchone()
         return None if row is None else row[0]
+
+    def sweep_history(self, name: str) -> list[str]:
+        """Every spec sweep ``name`` has run with (or was imported with), the least recently
+        recorded first."""
+        return [r[0] for r in self._db.execute(
+            "SELECT spec FROM sweep_history WHERE name=? ORDER BY last_run, rowid", (name,))]
 
     def save_measurement(self, name: str, value: Mapping) -> None:
         """Keep a measurement that is not an outcome (e.g. a projected cost) as JSON."""

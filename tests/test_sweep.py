@@ -348,6 +348,49 @@ def test_an_export_imported_into_a_fresh_store_resumes_the_sweep(tmp_path):
     assert res.returncode != 0 and "no such export" in res.stderr and "Traceback" not in res.stderr
 
 
+def test_a_sweep_run_a_part_at_a_time_exports_every_part(tmp_path):
+    """Table 1's rows are often run one ``--rows`` at a time under one sweep name; the export
+    must hold the outcomes of every spec the sweep ran with (not only its last), carry that
+    history through an import into a fresh store, and still read exports that have none."""
+    import pyarrow.parquet as pq
+
+    from lpbench.sweep.results import export, import_export, read_export, status
+    first = parse_spec({**BASE, "name": "parts", "methods": ["pgd"], "samples": "0:3"})
+    second = parse_spec({**BASE, "name": "parts", "methods": ["pgd"], "samples": "3:5", "epsilons": [0.05]})
+    store = tmp_path / "s.sqlite"
+    assert run_sweep(first, store, workers=1).written == 3
+    assert run_sweep(second, store, workers=1).written == 2
+    assert run_sweep(first, store, workers=1).written == 0  # run again: it becomes the current spec
+    assert run_sweep(second, store, workers=1).written == 0
+    with Store(store) as st:
+        assert [json.loads(s)["samples"] for s in st.sweep_history("parts")] == ["0:3", "3:5"]
+        assert list(status(st, "parts").done) == [2]  # status: the current spec's jobs only
+        files = [export(st, "parts", tmp_path / "parts.parquet"), export(st, "parts", tmp_path / "parts.csv")]
+        everything = st.frame()
+    for i, path in enumerate(files):
+        spec, frame, history = read_export(path)
+        assert spec == second and history == [first, second]
+        assert len(frame) == 5 and sorted(zip(frame.epsilon, frame["sample"])) == \
+            [(0.05, 3), (0.05, 4), (0.1, 0), (0.1, 1), (0.1, 2)]
+        fresh = tmp_path / f"fresh{i}.sqlite"
+        with Store(fresh) as st:
+            assert import_export(st, path)[1:] == (5, 0)
+            assert [json.loads(s) for s in st.sweep_history("parts")] == \
+                [json.loads(first.to_json()), json.loads(second.to_json())]
+            assert st.frame().sort_values(["epsilon", "sample"], ignore_index=True).drop(columns="created").equals(
+                everything.sort_values(["epsilon", "sample"], ignore_index=True).drop(columns="created"))
+        assert run_sweep(first, fresh, workers=1).written == 0
+    table = pq.read_table(files[0])  # an export written before exports carried their history
+    old = tmp_path / "old.parquet"
+    pq.write_table(table.replace_schema_metadata({b"lpbench.sweep": table.schema.metadata[b"lpbench.sweep"]}), old)
+    spec, frame, history = read_export(old)
+    assert history == [second] and len(frame) == 5
+    with sqlite3.connect(store) as db:  # a store from before the history: its current spec starts one
+        db.execute("DROP TABLE sweep_history")
+    with Store(store) as st:
+        assert [json.loads(s)["samples"] for s in st.sweep_history("parts")] == ["3:5"]
+
+
 def test_paired_full_set_estimate_by_hand():
     """The anchored estimate on a hand-made store frame: anchor open on 30% of all 10,000 images;
     on a 4-image subset the certifier closes one of the two images the anchor leaves open: per-image

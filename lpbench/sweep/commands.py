@@ -86,7 +86,8 @@ def sweep_status(name: str, store: str) -> None:
 @click.option("--store", type=click.Path(dir_okay=False, exists=True), default="results/lpbench.sqlite",
               show_default=True)
 def sweep_export(name: str, out: str, store: str) -> None:
-    """Write the outcomes of sweep NAME to parquet or CSV (the spec travels with them)."""
+    """Write the outcomes of sweep NAME to parquet or CSV: those of every spec it has run with
+    (say, Table 1 run a few --rows at a time), the specs travelling with them."""
     from lpbench.store import Store
     from lpbench.sweep.results import export
     with Store(store) as st:

@@ -25,6 +25,14 @@ def stored_spec(st: Store, name: str) -> SweepSpec | Table2Spec:
     return _parse(json.loads(raw), f"stored sweep {name!r}")
 
 
+def stored_history(st: Store, name: str) -> list[SweepSpec | Table2Spec]:
+    """Every specification sweep ``name`` has run with, its current one last (say, the rows of
+    Table 1 run one ``--rows`` at a time)."""
+    current = stored_spec(st, name)
+    raws = [r for r in st.sweep_history(name) if r != st.sweep_spec(name)]
+    return [_parse(json.loads(r), f"stored sweep {name!r} (history)") for r in raws] + [current]
+
+
 def _parse(raw: dict, where: str) -> SweepSpec | Table2Spec:
     """A sweep's spec, or the spec of Table 2's radius searches (which has a bisection ``tol``)."""
     if isinstance(raw, dict) and "tol" in raw:
@@ -69,31 +77,53 @@ def status(st: Store, name: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def history_outcomes(st: Store, specs: list[SweepSpec | Table2Spec]) -> pd.DataFrame:
+    """The union of :func:`outcomes` over several specs of one sweep, each key once."""
+    frame = pd.concat([outcomes(st, s) for s in specs], ignore_index=True)
+    frame = frame.drop_duplicates(subset=list(_KEY), ignore_index=True)
+    by = ["model", "method", "sample", "epsilon"] if isinstance(specs[-1], Table2Spec) else \
+        ["model", "epsilon", "method", "sample"]
+    return frame.sort_values(by, ignore_index=True)
+
+
+#: The columns that identify an outcome in the store.
+_KEY = ["experiment", "model", "epsilon", "norm", "method", "sample"]
+#: The metadata key (parquet) and line prefix (CSV) of the history echoed into an export.
+_HISTORY_META, _HISTORY_LINE = b"lpbench.sweep_history", "# lpbench sweep history: "
+
+
 def export(st: Store, name: str, out: str | Path) -> Path:
-    """Write the sweep's outcomes to ``out`` (.parquet or .csv) with the spec echoed (parquet
-    metadata / leading ``#`` lines of the CSV)."""
+    """Write the sweep's outcomes to ``out`` (.parquet or .csv): those of every spec it has run
+    with, so that a sweep run a few rows at a time exports whole. The current spec and the
+    history are echoed (parquet metadata / leading ``#`` lines of the CSV)."""
     out = Path(out)
-    spec = stored_spec(st, name)
-    frame = outcomes(st, spec)
+    specs = stored_history(st, name)
+    spec = specs[-1]
+    frame = history_outcomes(st, specs)
+    history = json.dumps([json.loads(s.to_json()) for s in specs])
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
         table = pa.Table.from_pandas(frame, preserve_index=False)
         table = table.replace_schema_metadata({**(table.schema.metadata or {}),
-                                               b"lpbench.sweep": spec.to_json().encode()})
+                                               b"lpbench.sweep": spec.to_json().encode(),
+                                               _HISTORY_META: history.encode()})
         pq.write_table(table, out)
     elif out.suffix == ".csv":
         with open(out, "w") as f:
             f.write(f"# lpbench sweep {spec.name}: {spec.to_json()}\n")
+            f.write(f"{_HISTORY_LINE}{history}\n")
             frame.to_csv(f, index=False)
     else:
         raise LpbenchError(f"export to .parquet or .csv, not {out.name!r}")
     return out
 
 
-def read_export(path: str | Path) -> tuple[SweepSpec | Table2Spec, pd.DataFrame]:
-    """The spec and the outcomes of a file written by :func:`export`."""
+def read_export(path: str | Path) -> tuple[SweepSpec | Table2Spec, pd.DataFrame,
+                                            list[SweepSpec | Table2Spec]]:
+    """The current spec, the outcomes and the spec history (the current spec alone in files
+    written before exports carried one) of a file written by :func:`export`."""
     path = Path(path)
     if not path.is_file():
         raise LpbenchError(f"no such export: {path}")
@@ -102,11 +132,17 @@ def read_export(path: str | Path) -> tuple[SweepSpec | Table2Spec, pd.DataFrame]
             import pyarrow.parquet as pq
             table = pq.read_table(path)
             raw = (table.schema.metadata or {}).get(b"lpbench.sweep")
+            past = (table.schema.metadata or {}).get(_HISTORY_META)
             frame = table.to_pandas()
         elif path.suffix == ".csv":
             with open(path) as f:
                 head = f.readline()
                 raw = head.split(": ", 1)[1] if head.startswith("# lpbench sweep ") else None
+                at = f.tell()
+                line = f.readline()
+                past = line[len(_HISTORY_LINE):] if line.startswith(_HISTORY_LINE) else None
+                if past is None:
+                    f.seek(at)
                 frame = pd.read_csv(f, keep_default_na=False, na_values=[""])
         else:
             raise LpbenchError(f"import from .parquet or .csv, not {path.name!r}")
@@ -114,15 +150,23 @@ def read_export(path: str | Path) -> tuple[SweepSpec | Table2Spec, pd.DataFrame]
         raise LpbenchError(f"cannot read {path}: {e}") from None
     if raw is None:
         raise LpbenchError(f"{path} is not an lpbench sweep export (its sweep spec is missing)")
-    return _parse(json.loads(raw), f"the spec in {path}"), frame.drop(columns=["sweep"], errors="ignore")
+    spec = _parse(json.loads(raw), f"the spec in {path}")
+    history = [spec] if past is None else \
+        [_parse(d, f"the spec history in {path}") for d in json.loads(past)]
+    if any(h.name != spec.name for h in history):
+        raise LpbenchError(f"{path}: its spec history names another sweep than {spec.name!r}")
+    return spec, frame.drop(columns=["sweep"], errors="ignore"), history
 
 
 def import_export(st: Store, path: str | Path) -> tuple[SweepSpec | Table2Spec, int, int]:
     """Merge an export into the store (newest outcome per key wins) so that the sweep resumes
     where the exporting store stood; the spec is recorded unless the store already has one of
-    that name. Returns the spec and the rows written and kept."""
-    spec, frame = read_export(path)
+    that name, and the export's spec history joins the sweep's. Returns the spec and the rows
+    written and kept."""
+    spec, frame, history = read_export(path)
     written, kept = st.merge(frame)
+    for past in history:
+        st.add_sweep_history(spec.name, past.to_json())
     if st.sweep_spec(spec.name) is None:
         st.save_sweep(spec.name, spec.to_json())
     return spec, written, kept
