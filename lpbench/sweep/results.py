@@ -109,7 +109,7 @@ def export(st: Store, name: str, out: str | Path) -> Path:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}),
                                                b"lpbench.sweep": spec.to_json().encode(),
                                                _HISTORY_META: history.encode()})
-        pq.write_table(table, out)
+        pq.write_table(table, out, compression="zstd")  # half the size of the default snappy
     elif out.suffix == ".csv":
         with open(out, "w") as f:
             f.write(f"# lpbench sweep {spec.name}: {spec.to_json()}\n")
