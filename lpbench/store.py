@@ -61,9 +61,10 @@ CREATE TABLE IF NOT EXISTS measurements (
 );
 """
 
-_KEY = ("experiment", "model", "epsilon", "norm", "method", "sample")
-_COLUMNS = _KEY + ("label", "status", "min_margin_lower", "min_margin_upper", "margin_lower",
-                   "margin_upper", "time_s", "stats", "created", "worker", "host", "versions")
+#: The columns that identify an outcome (the primary key of ``outcomes``).
+KEY = ("experiment", "model", "epsilon", "norm", "method", "sample")
+_COLUMNS = KEY + ("label", "status", "min_margin_lower", "min_margin_upper", "margin_lower",
+                  "margin_upper", "time_s", "stats", "created", "worker", "host", "versions")
 
 #: Columns added after the first release; older stores get them on open.
 _ADDED = {"worker": "TEXT", "host": "TEXT", "versions": "TEXT"}
@@ -127,7 +128,7 @@ class Store:
         """Write outcome rows taken from another store (a :meth:`frame`, say read back from an
         export), keeping for each key the row computed last (by ``created``). Returns (rows
         written, rows kept because the store's own was as new or newer)."""
-        missing = {*_KEY, "label", "status", "created"} - set(frame.columns)
+        missing = {*KEY, "label", "status", "created"} - set(frame.columns)
         if missing:
             raise LpbenchError(f"not a table of lpbench outcomes: no column {', '.join(sorted(missing))}")
         cols = [c for c in _COLUMNS if c in frame.columns]
@@ -135,11 +136,11 @@ class Store:
                       (v.item() if isinstance(v, np.generic) else v) for v in r)
                 for r in frame[cols].itertuples(index=False, name=None)]
         before = self._db.total_changes
-        updates = ", ".join(f"{c}=excluded.{c}" for c in cols if c not in _KEY)
+        updates = ", ".join(f"{c}=excluded.{c}" for c in cols if c not in KEY)
         with self._db:
             self._db.executemany(
                 f"INSERT INTO outcomes ({', '.join(cols)}) VALUES ({','.join('?' * len(cols))})"
-                f" ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET {updates}"
+                f" ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET {updates}"
                 " WHERE excluded.created > outcomes.created", rows)
         written = self._db.total_changes - before
         return written, len(rows) - written

@@ -9,11 +9,13 @@ import pandas as pd
 
 from lpbench.errors import LpbenchError
 from lpbench.experiments.table2 import Table2Spec
-from lpbench.store import Store
+from lpbench.store import KEY, Store
 from lpbench.sweep.runner import experiment, sample_set
 from lpbench.sweep.spec import SweepSpec, parse_spec
 
 STATUSES = ("verified", "falsified", "unknown", "timeout", "error")
+#: The metadata key (parquet) and line prefix (CSV) of the spec history echoed into an export.
+_HISTORY_META, _HISTORY_LINE = b"lpbench.sweep_history", "# lpbench sweep history: "
 
 
 def stored_spec(st: Store, name: str) -> SweepSpec | Table2Spec:
@@ -29,8 +31,9 @@ def stored_history(st: Store, name: str) -> list[SweepSpec | Table2Spec]:
     """Every specification sweep ``name`` has run with, its current one last (say, the rows of
     Table 1 run one ``--rows`` at a time)."""
     current = stored_spec(st, name)
-    raws = [r for r in st.sweep_history(name) if r != st.sweep_spec(name)]
-    return [_parse(json.loads(r), f"stored sweep {name!r} (history)") for r in raws] + [current]
+    now = st.sweep_spec(name)
+    return [_parse(json.loads(r), f"stored sweep {name!r} (history)")
+            for r in st.sweep_history(name) if r != now] + [current]
 
 
 def _parse(raw: dict, where: str) -> SweepSpec | Table2Spec:
@@ -45,8 +48,7 @@ def outcomes(st: Store, spec: SweepSpec | Table2Spec) -> pd.DataFrame:
     Table 2, every probe of its searches."""
     if isinstance(spec, Table2Spec):
         frame = spec.outcomes(st)
-        return frame[frame.model.isin(spec.models)].assign(sweep=spec.name).sort_values(
-            ["model", "method", "sample", "epsilon"], ignore_index=True)
+        return _ordered(frame[frame.model.isin(spec.models)].assign(sweep=spec.name), spec)
     keys = {experiment(spec, m) for m in spec.methods}
     frame = st.frame()
     frame = frame[frame.experiment.isin(keys)]
@@ -56,7 +58,14 @@ def outcomes(st: Store, spec: SweepSpec | Table2Spec) -> pd.DataFrame:
         sub = frame[(frame.model == model) & frame["sample"].isin(set(int(i) for i in ids))]
         parts.append(sub[sub.epsilon.isin(spec.epsilons[model]) & (sub.norm == spec.norm)])
     out = pd.concat(parts, ignore_index=True) if parts else frame.iloc[:0]
-    return out.assign(sweep=spec.name).sort_values(["model", "epsilon", "method", "sample"], ignore_index=True)
+    return _ordered(out.assign(sweep=spec.name), spec)
+
+
+def _ordered(frame: pd.DataFrame, spec: SweepSpec | Table2Spec) -> pd.DataFrame:
+    """Outcomes in the order exports list them: a Table 2 search's probes together."""
+    by = ["model", "method", "sample", "epsilon"] if isinstance(spec, Table2Spec) else \
+        ["model", "epsilon", "method", "sample"]
+    return frame.sort_values(by, ignore_index=True)
 
 
 def status(st: Store, name: str) -> pd.DataFrame:
@@ -80,16 +89,7 @@ def status(st: Store, name: str) -> pd.DataFrame:
 def history_outcomes(st: Store, specs: list[SweepSpec | Table2Spec]) -> pd.DataFrame:
     """The union of :func:`outcomes` over several specs of one sweep, each key once."""
     frame = pd.concat([outcomes(st, s) for s in specs], ignore_index=True)
-    frame = frame.drop_duplicates(subset=list(_KEY), ignore_index=True)
-    by = ["model", "method", "sample", "epsilon"] if isinstance(specs[-1], Table2Spec) else \
-        ["model", "epsilon", "method", "sample"]
-    return frame.sort_values(by, ignore_index=True)
-
-
-#: The columns that identify an outcome in the store.
-_KEY = ["experiment", "model", "epsilon", "norm", "method", "sample"]
-#: The metadata key (parquet) and line prefix (CSV) of the history echoed into an export.
-_HISTORY_META, _HISTORY_LINE = b"lpbench.sweep_history", "# lpbench sweep history: "
+    return _ordered(frame.drop_duplicates(subset=list(KEY), ignore_index=True), specs[-1])
 
 
 def export(st: Store, name: str, out: str | Path) -> Path:
