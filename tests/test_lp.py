@@ -404,6 +404,23 @@ def test_cascade_decides_the_same_samples_and_reports_no_foreign_margins(mnist):
             assert c.counterexample is not None and pset.contains(c.counterexample, images[c.sample])
 
 
+def test_lp_last_cascade_counts_no_crown_verdict_as_its_own(mnist):
+    # ADV-MLP-B-0.1, eps 0.1, test image 148: CROWN verifies it, LP-LAST does not (CROWN's
+    # intermediate bounds are tighter there than LP-GREEDY's, which LP-LAST is built on), so a
+    # cascade that let CROWN decide would report LP-LAST's robust error too low
+    from lpbench.zoo import load_model
+    net, pset = load_model("ADV-MLP-B-0.1"), Perturbation(0.1)
+    ids = np.arange(144, 150)
+    images, labels = mnist.images[ids], mnist.labels[ids]
+    by = {m: verify(net, images, labels, pset, [m], ids=ids) for m in ("crown", "lp-last")}
+    casc = verify(net, images, labels, pset, ["lp-last"], ids=ids,
+                  options={"lp-last": {"cascade": True}, "pgd": {"steps": 20, "restarts": 1}})
+    k = list(ids).index(148)
+    assert by["crown"][k].status is Status.VERIFIED and by["lp-last"][k].status is not Status.VERIFIED
+    assert [c.status is Status.VERIFIED for c in casc] == [p.status is Status.VERIFIED for p in by["lp-last"]]
+    assert {c.stats["decided_by"] for c in casc} <= {"clean", "lp-greedy", "pgd", "lp-last"}
+
+
 def test_inconsistent_bounds_are_never_verified():
     net = TINY["mlp1"]()
     pset = Perturbation(0.05)
