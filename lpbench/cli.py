@@ -299,75 +299,6 @@ def reproduce_table1(samples, quick, methods, workers, scheduler, store, out, ti
     _write_table1(df, Path(out) / f"table1{tag}{row_tag}", prov, store)
 
 
-@reproduce.command("assemble")
-@click.argument("sources", nargs=-1, type=click.Path(dir_okay=False))
-@click.option("--out", type=click.Path(dir_okay=False), default="results/table1_assembled", show_default=True,
-              help="Output stem: writes STEM.csv, STEM.md and STEM.tex.")
-def reproduce_assemble(sources, out) -> None:
-    """One Table 1 from the Table 1 CSVs of several runs (SOURCES): each (row, method) from the
-    source that ran it on the most images, with its sample set and source named; differences
-    between sources and the lower <= upper and theory-ordering checks listed. Recomputes nothing."""
-    from lpbench.experiments.assemble import assemble
-    from lpbench.report.writers import provenance, to_markdown, write_table
-
-    stem = Path(out)
-    if any(Path(s).resolve() == stem.with_suffix(".csv").resolve() for s in sources):
-        raise LpbenchError(f"--out {out} would overwrite a source; write the assembled table elsewhere")
-    df, srcs, diffs, checks = assemble(sources)
-    spent = [c for c in df.columns if c.endswith("_time_s")]
-    prov = provenance(sources="; ".join(f"{s.path.name} [{s.prov.get('command', '?')} at {s.prov.get('commit', '?')}, "
-                                        f"{s.samples}]" for s in srcs))
-    secs = float(df[spent].to_numpy(na_value=0.0).sum()) if spent else 0.0
-    prov["compute"] = (f"{secs:.0f} s = {secs / 3600:.2f} CPU-hours summed over the columns shown, each on its "
-                       "own sample set (Salman et al. 2019: 22 CPU-years for their whole study)")
-    full = [c for c in df.columns if c.endswith("_projected_full_s")]
-    if full:
-        rest = float(df[full].to_numpy(na_value=0.0).sum())
-        prov["projected"] = (f"{rest:.0f} s = {rest / 3600:.1f} CPU-hours to run the subset columns on all "
-                             "10,000 images, from their measured time per image")
-    pct = [c for c in df.columns if c.endswith("_pct") and not c.startswith("paper_")]
-    methods = [c[:-8] for c in df.columns if c.endswith("_samples")]
-    sections = {
-        "Robust error bounds (%)": ["network", "epsilon", *pct],
-        "Images behind each column (10000: the whole test set)": ["network", "epsilon",
-                                                                  *[f"{m}_samples" for m in methods]],
-        "Salman et al. 2019, Table 1 (%)": ["network", "epsilon", *[c for c in df.columns if c.startswith("paper_")]],
-        "Compute time (s, summed over each column's images)": ["network", "epsilon", *spent],
-    }
-    if "milp_timeouts" in df.columns:
-        sections["MILP timeouts (images), time limit per image"] = ["network", "epsilon", "milp_timeouts"]
-    ci = [c for c in df.columns if c.endswith(("_ci95", "_upper_full_est", "_upper_full_est_interval"))]
-    if ci:
-        sections["Columns from a subset: 95% Wilson interval of the subset, and the full-set estimate anchored "
-                 "on LP-GREEDY over all 10,000 images (95% interval)"] = ["network", "epsilon", *ci]
-    sections["Source of each column"] = ["network", "epsilon", *[f"{m}_source" for m in methods]]
-    paths = write_table(df, stem, prov, "Table 1: bounds on the MNIST robust error (%), assembled from several runs",
-                        ASSEMBLE_NOTES, sections)
-    failed = checks[~checks.holds]
-    paths += write_table(checks, stem.parent / f"{stem.name}_checks", prov, "", csv_only=True)
-    extra = {"Checks (lower bounds <= upper bounds, and the theory's orderings, on shared sample sets)":
-             (failed, f"{int(checks.holds.sum())} of {len(checks)} hold (every one in `{stem.name}_checks.csv`)"
-                      + ("; these fail:" if len(failed) else ".")),
-             "Differences between sources that ran the same column on the same images": (diffs, f"{len(diffs)} found.")}
-    with stem.with_suffix(".md").open("a") as f:
-        for head, (frame, summary) in extra.items():
-            f.write(f"\n## {head}\n\n{summary}\n\n" + (to_markdown(frame) + "\n" if len(frame) else ""))
-    click.echo(df[["network", "epsilon", *pct]].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    click.echo(f"checks: {int(checks.holds.sum())} of {len(checks)} hold; {len(diffs)} difference(s) between sources")
-    click.echo("written: " + ", ".join(str(p) for p in paths))
-    if len(failed):
-        raise LpbenchError("check failed: " + "; ".join(f"{r.network} eps={r.epsilon:g} {r.check} "
-                                                      f"({r.smaller:.2f} > {r.larger:.2f})" for r in failed.itertuples()))
-
-
-ASSEMBLE_NOTES = (
-    "Each (row, method) comes from the source that ran it on the most test images (ties: the source named first "
-    "on the command line); `*_samples` says how many and `*_source` which file. A column from a random subset is "
-    "an estimate of the full-set figure, with its interval below. Attack columns (test error, PGD) and MILP lower "
-    "are lower bounds on the robust error, certifier columns and MILP upper are upper bounds; the checks below "
-    "compare them only where both ran on the same images.")
-
-
 N_ALL = "0:10000"
 
 
@@ -434,7 +365,7 @@ def _check_device(device: str) -> None:
 def main() -> None:
     from lpbench.bench import bench
     from lpbench.bound_commands import neurons, radius
-    from lpbench.experiments.commands import compare, table2
+    from lpbench.experiments.commands import assemble, compare, table2
     from lpbench.sweep.commands import sweep
     from lpbench.interop.commands import vnncomp
     from lpbench.milp.commands import distortion
@@ -445,6 +376,7 @@ def main() -> None:
     cli.add_command(sweep)
     cli.add_command(vnncomp)
     reproduce.add_command(table2)
+    reproduce.add_command(assemble)
     cli.add_command(compare)
     try:
         cli.main(standalone_mode=False)
