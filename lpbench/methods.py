@@ -168,7 +168,7 @@ def _pgd(net: Network, batch: Batch, pset: Perturbation, ctx: Context) -> list[O
     for s in range(0, len(batch.labels), ctx.batch_size):
         t0 = time.perf_counter()
         sl = slice(s, s + ctx.batch_size)
-        found = attack(net, batch.images[sl], batch.labels[sl], pset, cfg, ctx.device)
+        found = attack(net, batch.images[sl], batch.labels[sl], pset, cfg, ctx.device, batch.ids[sl])
         dt = (time.perf_counter() - t0) / len(found)
         for r, (pt, marg, ok) in enumerate(found):
             i = s + r

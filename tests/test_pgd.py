@@ -279,3 +279,37 @@ def test_recheck_accepts_a_counterexample_on_the_sphere(norm, seed, box):
         assert pset.contains(pt, x) or not ok
         ok_all.append(ok)
     assert all(ok_all), ok_all
+
+
+# --------------------------------------------------------------------------------------------
+# reproducibility: a sample's random starts are its own
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2", "l1"])
+def test_random_starts_depend_only_on_the_sample(norm):
+    from lpbench.attacks.pgd import _random_delta
+    x = torch.zeros(3, 1, 4, 4)
+    pset = Perturbation(EPS[norm], norm)
+    seeds = [(0, 5, 1), (0, 7, 1), (0, 5, 2)]
+    d = _random_delta(x, pset, seeds)
+    again = _random_delta(x[:2], pset, [seeds[1], seeds[0]])  # another batch, another order
+    assert torch.equal(again[0], d[1]) and torch.equal(again[1], d[0])
+    assert not torch.equal(d[0], d[2])  # another restart, another start
+    size = d.reshape(3, -1).norm(p={"linf": float("inf"), "l2": 2, "l1": 1}[norm], dim=1)
+    assert (size <= EPS[norm] * (1 + 1e-6)).all() and (size > 0).all()
+
+
+def test_pgd_attacks_each_image_alike_whatever_the_batching(nor_mlp_b_outcomes):
+    # the same 100 images in one batch and, shuffled, in batches of 7: the same verdicts and points
+    net, images, labels, pset, by = nor_mlp_b_outcomes
+    perm = np.random.default_rng(3).permutation(100)
+    outs = verify(net, images[perm], labels[perm], pset, ["pgd"], ids=perm, batch_size=7,
+                  options={"pgd": {"steps": 50, "restarts": 3}})
+    found = 0
+    for o in outs:
+        ref = by[("pgd", o.sample)]
+        assert o.status is ref.status
+        if o.status is Status.FALSIFIED:
+            found += 1
+            np.testing.assert_array_equal(o.counterexample, ref.counterexample)
+    assert found >= 5

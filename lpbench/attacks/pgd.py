@@ -3,6 +3,11 @@
 Batched in torch on CPU or CUDA in float32. The best point of every sample (lowest margin seen
 over all steps and restarts) is returned; :func:`recheck` then decides in float64 whether it is a
 genuine counterexample: inside the perturbation set and misclassified.
+
+The random start of restart ``r`` of a sample is drawn from its own stream, seeded by
+(``seed``, the sample's id, ``r``) on the CPU: a sample meets the same starts whatever batch,
+order or device it runs in, so two runs that chunk a test set differently attack each image alike
+(up to the last bits of batched float32 arithmetic).
 """
 
 from __future__ import annotations
@@ -49,9 +54,12 @@ def margins(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def pgd_attack(net: Network, x: torch.Tensor, y: torch.Tensor, pset: Perturbation,
-               cfg: PGDConfig = PGDConfig()) -> torch.Tensor:
-    """Best adversarial candidate per sample, shape of ``x`` (float32, on x's device)."""
-    gen = torch.Generator(device=x.device).manual_seed(cfg.seed)
+               cfg: PGDConfig = PGDConfig(), ids: np.ndarray | None = None) -> torch.Tensor:
+    """Best adversarial candidate per sample, shape of ``x`` (float32, on x's device); ``ids``
+    name the samples' random streams (default their positions in the batch)."""
+    ids = np.arange(x.shape[0]) if ids is None else np.asarray(ids, dtype=np.int64)
+    if ids.shape != (x.shape[0],):
+        raise ValueError(f"pgd_attack: {ids.shape[0]} ids for {x.shape[0]} samples")
     alpha = cfg.step_size if cfg.step_size is not None else 2.5 * pset.eps / cfg.steps
     best = x.clone()
     with torch.no_grad():
@@ -63,7 +71,8 @@ def pgd_attack(net: Network, x: torch.Tensor, y: torch.Tensor, pset: Perturbatio
             break
         loss = cfg.loss if cfg.loss != "mixed" else ("margin", "ce")[r % 2]
         xs, ys = x[idx], y[idx]
-        start = xs if r == 0 else xs + _random_delta(xs, pset, gen)
+        seeds = [(cfg.seed, int(i), r) for i in ids[idx.cpu().numpy()]]
+        start = xs if r == 0 else xs + _random_delta(xs, pset, seeds)
         cand, cand_m = _run(net, xs, ys, pset.project(start, xs), pset, alpha, cfg.steps, loss)
         better = cand_m < best_m[idx]
         best[idx[better]] = cand[better]
@@ -108,14 +117,18 @@ def _ascent(grad: torch.Tensor, x_adv: torch.Tensor, pset: Perturbation) -> torc
     return step.reshape(grad.shape)
 
 
-def _random_delta(x: torch.Tensor, pset: Perturbation, gen: torch.Generator) -> torch.Tensor:
-    u = torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype) * 2 - 1
+def _random_delta(x: torch.Tensor, pset: Perturbation, seeds: list[tuple[int, int, int]]) -> torch.Tensor:
+    """A random start offset per row of ``x``, row k drawn from the stream ``seeds[k]``:
+    uniform in the l_inf ball; for l_2 / l_1 a uniform direction's point scaled by a uniform radius."""
+    n = int(np.prod(x.shape[1:]))
+    draws = np.stack([np.random.default_rng(list(s)).random(n + 1) for s in seeds])
+    u = torch.as_tensor(draws[:, :n] * 2 - 1, dtype=x.dtype).reshape(x.shape).to(x.device)
     if pset.norm == "linf":
         return pset.eps * u
     flat = u.reshape(x.shape[0], -1)
     p = 2 if pset.norm == "l2" else 1
-    return (pset.eps * flat / flat.norm(p=p, dim=1, keepdim=True).clamp_min(1e-12)).reshape(x.shape) * \
-        torch.rand((x.shape[0],) + (1,) * (x.dim() - 1), generator=gen, device=x.device, dtype=x.dtype)
+    radius = torch.as_tensor(draws[:, n], dtype=x.dtype).reshape((-1,) + (1,) * (x.dim() - 1)).to(x.device)
+    return (pset.eps * flat / flat.norm(p=p, dim=1, keepdim=True).clamp_min(1e-12)).reshape(x.shape) * radius
 
 
 def recheck(net: Network, candidate: np.ndarray, x: np.ndarray, label: int, pset: Perturbation
@@ -140,10 +153,11 @@ def recheck(net: Network, candidate: np.ndarray, x: np.ndarray, label: int, pset
 
 
 def attack(net: Network, images: np.ndarray, labels: np.ndarray, pset: Perturbation,
-           cfg: PGDConfig = PGDConfig(), device: str = "cpu") -> list[tuple[np.ndarray, np.ndarray, bool]]:
-    """PGD on a batch of float32 images, then :func:`recheck` of every candidate: one
-    (point, margins, is_counterexample) per sample."""
+           cfg: PGDConfig = PGDConfig(), device: str = "cpu", ids: np.ndarray | None = None
+           ) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+    """PGD on a batch of float32 images (``ids``: see :func:`pgd_attack`), then :func:`recheck`
+    of every candidate: one (point, margins, is_counterexample) per sample."""
     x = torch.as_tensor(images, dtype=torch.float32, device=device)
     y = torch.as_tensor(labels, device=device)
-    cand = pgd_attack(net, x, y, pset, cfg).cpu().numpy()
+    cand = pgd_attack(net, x, y, pset, cfg, ids).cpu().numpy()
     return [recheck(net, cand[k], images[k], int(labels[k]), pset) for k in range(len(labels))]

@@ -134,7 +134,8 @@ def _cascade(net, batch, idx, pset, ctx, policy, opts, cb, clean, sessions, spen
     if todo:
         t0 = time.perf_counter()
         cfg = PGDConfig(**ctx.options.get("pgd", {}))
-        found = attack(net, batch.images[idx[todo]], batch.labels[idx[todo]], pset, cfg, ctx.device)
+        found = attack(net, batch.images[idx[todo]], batch.labels[idx[todo]], pset, cfg, ctx.device,
+                       batch.ids[idx[todo]])
         spent[idx[todo]] += (time.perf_counter() - t0) / len(todo)
         for r, (pt, _, ok) in zip(todo, found):
             i = idx[r]

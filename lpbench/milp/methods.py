@@ -138,7 +138,7 @@ def _pgd(net, batch, idx, pset, ctx, clean) -> tuple[dict[int, tuple[np.ndarray,
     found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     if todo:
         cfg = PGDConfig(**ctx.options.get("pgd", {}))
-        found_all = attack(net, batch.images[todo], batch.labels[todo], pset, cfg, ctx.device)
+        found_all = attack(net, batch.images[todo], batch.labels[todo], pset, cfg, ctx.device, batch.ids[todo])
         for i, (point, marg, ok) in zip(todo, found_all):
             if ok:
                 found[i] = (point, marg)
