@@ -365,7 +365,7 @@ def _check_device(device: str) -> None:
 def main() -> None:
     from lpbench.bench import bench
     from lpbench.bound_commands import neurons, radius
-    from lpbench.experiments.commands import assemble, compare, table2
+    from lpbench.experiments.commands import assemble, assemble_table2, compare, table2
     from lpbench.sweep.commands import sweep
     from lpbench.interop.commands import vnncomp
     from lpbench.milp.commands import distortion
@@ -377,6 +377,7 @@ def main() -> None:
     cli.add_command(vnncomp)
     reproduce.add_command(table2)
     reproduce.add_command(assemble)
+    reproduce.add_command(assemble_table2)
     cli.add_command(compare)
     try:
         cli.main(standalone_mode=False)

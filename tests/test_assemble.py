@@ -96,3 +96,64 @@ def test_the_committed_table_1_runs_agree():
     df, _, _, checks = assemble(names)
     assert len(df) == 11 and checks.holds.all() and len(checks) > 100
     assert (df.test_error_pct == df.paper_test_error_pct).all()
+
+
+# --------------------------------------------------------------------------------------------
+# Table 2
+
+
+def _copy_run(src: Path, dst: Path) -> Path:
+    """A Table 2 run's CSV and its per-sample radii, copied to ``dst`` (a .csv path)."""
+    dst.write_text(src.read_text())
+    dst.with_name(dst.stem + "_samples.csv").write_text(src.with_name(src.stem + "_samples.csv").read_text())
+    return dst
+
+
+def test_table2_takes_each_model_and_method_from_the_first_finished_run(tmp_path, monkeypatch, capsys):
+    from lpbench.experiments.assemble import assemble_table2
+    newer = RESULTS / "table2_mlp-2-100" / "table2_subset.csv"
+    older = RESULTS / "table2.csv"
+    table, radii, _, _, diffs, checks = assemble_table2([newer, older])
+    by = table.set_index("model")
+    new = pd.read_csv(newer, comment="#").set_index("model")
+    old = pd.read_csv(older, comment="#").set_index("model")
+    assert by.loc["NOR-MLP-2-100", "milp_mean_e3"] == pytest.approx(new.loc["NOR-MLP-2-100", "milp_mean_e3"], abs=1e-3)
+    assert by.loc["NOR-CNN-WIDE-1", "lp-all_mean_e3"] == pytest.approx(old.loc["NOR-CNN-WIDE-1", "lp-all_mean_e3"],
+                                                                       abs=1e-3)
+    assert len(table) == len(old) and checks.holds.all() and len(checks) == 10 * len(old)
+    assert set(diffs[diffs.method == "milp"].model) == {"NOR-MLP-2-100", "ADV-MLP-2-100", "LPD-MLP-2-100"}
+    assert (table.violations == 0).all()
+    # the other order: the older MILP columns
+    table2, *_ = assemble_table2([older, newer])
+    assert table2.set_index("model").loc["NOR-MLP-2-100", "milp_mean_e3"] == pytest.approx(
+        old.loc["NOR-MLP-2-100", "milp_mean_e3"], abs=1e-3)
+    out = tmp_path / "t2"
+    code, _, err = run_cli(monkeypatch, capsys, "reproduce", "assemble-table2", str(newer), str(older), "--out", str(out))
+    assert code == 0, err
+    assert all((tmp_path / f).exists() for f in ("t2.md", "t2_samples.csv", "t2_figure3.png", "t2_figure3.pdf"))
+
+
+def test_table2_bad_sources_and_an_unsound_radius_are_errors(tmp_path, monkeypatch, capsys):
+    from lpbench.experiments.assemble import assemble_table2
+    run = _copy_run(RESULTS / "table2_mlp-2-100" / "table2_subset.csv", tmp_path / "run.csv")
+    radii = pd.read_csv(tmp_path / "run_samples.csv")
+    bad = radii.copy()
+    pgd = bad[(bad.method == "pgd")].set_index(["model", "sample"]).radius
+    row = bad.index[(bad.method == "crown")][0]
+    bad.loc[row, "radius"] = pgd[(bad.loc[row, "model"], bad.loc[row, "sample"])] * 1.5  # above the attack
+    unsound = _copy_run(run, tmp_path / "unsound.csv")
+    bad.to_csv(tmp_path / "unsound_samples.csv", index=False)
+    code, _, err = run_cli(monkeypatch, capsys, "reproduce", "assemble-table2", str(run), str(unsound),
+                           "--out", str(tmp_path / "x"))
+    assert code == 2 and "soundness violation" in err and "Traceback" not in err
+    (tmp_path / "lonely.csv").write_text(run.read_text())
+    for args, msg in [([run, run], "named twice"), ([tmp_path / "lonely.csv"], "per-sample radii"),
+                      ([RESULTS / "table1.csv"], "not a Table 2 CSV"),
+                      ([run, RESULTS / "table2_1.csv"], "cannot read")]:
+        with pytest.raises(LpbenchError, match=msg):
+            assemble_table2(args)
+    other = tmp_path / "other.csv"
+    other.write_text(run.read_text().replace("# samples: MNIST test ids 5845,", "# samples: MNIST test ids 5846,"))
+    (tmp_path / "other_samples.csv").write_text((tmp_path / "run_samples.csv").read_text())
+    with pytest.raises(LpbenchError, match="different samples"):
+        assemble_table2([run, other])

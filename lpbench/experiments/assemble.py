@@ -74,22 +74,7 @@ class Source:
 def read_source(path: str | Path) -> Source:
     """A Table 1 CSV written by ``lpbench table1`` or ``lpbench reproduce table1``."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise LpbenchError(f"cannot read {path}: {e.strerror or e}") from None
-    prov = {}
-    for line in text.splitlines():
-        if not line.startswith("#"):
-            break
-        key, _, value = line[1:].strip().partition(": ")
-        prov[key] = value
-    if "sources" in prov:
-        raise LpbenchError(f"{path} is itself an assembled table; name the runs' own tables")
-    try:
-        table = pd.read_csv(path, comment="#")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise LpbenchError(f"{path} is not a Table 1 CSV: {e}") from None
+    prov, table = _read(path)
     need = {"network", "epsilon", "n_samples"}
     if not need <= set(table.columns) or not any(c in table.columns for cs in METHODS.values() for c in cs):
         raise LpbenchError(f"{path} is not a Table 1 CSV (it needs the columns {sorted(need)} and at least "
@@ -175,3 +160,128 @@ def _checks(net: str, eps: float, rows: list[tuple[int, Source, pd.Series]]) -> 
             out.append({"network": net, "epsilon": eps, "check": name, "holds": small <= large + 1e-9,
                         "smaller": small, "larger": large, "sources": f"{s_src} / {l_src}", "samples": samples})
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Table 2: the same, per (model, method), from the runs' per-sample radii
+
+
+@dataclass(frozen=True)
+class Source2:
+    """One ``lpbench reproduce table2`` run: its table (with provenance) and per-sample radii."""
+
+    path: Path
+    prov: dict
+    table: pd.DataFrame
+    radii: pd.DataFrame
+    spec: object  # Table2Spec
+
+
+def read_source2(path: str | Path) -> Source2:
+    """A Table 2 CSV and the ``*_samples.csv`` written beside it by ``lpbench reproduce table2``."""
+    import json
+
+    from lpbench.experiments.table2 import Table2Spec
+    path = Path(path)
+    prov, table = _read(path)
+    beside = path.with_name(path.stem + "_samples.csv")
+    if "spec" not in prov or "model" not in table.columns:
+        raise LpbenchError(f"{path} is not a Table 2 CSV of lpbench reproduce table2 (no spec in its provenance)")
+    try:
+        radii = pd.read_csv(beside)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise LpbenchError(f"cannot read the per-sample radii {beside} beside {path}: {e}") from None
+    spec = Table2Spec.from_dict(json.loads(prov["spec"]), str(path))
+    return Source2(path, prov, table, radii, spec)
+
+
+def _read(path: Path) -> tuple[dict, pd.DataFrame]:
+    """(provenance, table) of a CSV written by :func:`lpbench.report.writers.write_table`."""
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise LpbenchError(f"cannot read {path}: {e.strerror or e}") from None
+    prov = {}
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        key, _, value = line[1:].strip().partition(": ")
+        prov[key] = value
+    if "sources" in prov:
+        raise LpbenchError(f"{path} is itself an assembled table; name the runs' own tables")
+    try:
+        return prov, pd.read_csv(path, comment="#")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise LpbenchError(f"{path} is not a table of lpbench: {e}") from None
+
+
+def assemble_table2(paths: Sequence[str | Path]):
+    """(table, per-sample radii, spec, sources, differences, checks) from Table 2 CSVs: each
+    (model, method) from the first source (in ``paths`` order) whose search of it finished on every
+    sample, else the first that has it; the summary recomputed from the merged radii."""
+    from lpbench.experiments.table2 import Table2Spec, summarize
+    if not paths:
+        raise LpbenchError("name at least one Table 2 CSV to assemble")
+    sources = [read_source2(p) for p in paths]
+    if len({s.path.resolve() for s in sources}) < len(sources):
+        raise LpbenchError("a source is named twice")
+    samples = {s.prov.get("samples") for s in sources}
+    if len(samples) > 1:
+        raise LpbenchError(f"the sources searched different samples ({'; '.join(sorted(map(str, samples)))}): "
+                           "Table 2 compares models on the same ones")
+    parts, chosen, diffs = [], {}, []
+    keys = list(dict.fromkeys((m, meth) for s in sources for m, meth in zip(s.radii.model, s.radii.method)))
+    for model, method in keys:
+        have = [(s, s.radii[(s.radii.model == model) & (s.radii.method == method)]) for s in sources]
+        have = [(s, g) for s, g in have if len(g)]
+        s, g = next(((s, g) for s, g in have if g.finished.all()), have[0])
+        parts.append(g)
+        chosen[(model, method)] = s.path.name
+        for s2, g2 in have:
+            if s2 is s:
+                continue
+            a, b = g.set_index("sample").radius, g2.set_index("sample").radius.reindex(g.set_index("sample").index)
+            differ = int((~np.isclose(a, b, rtol=0, atol=1e-12, equal_nan=True)).sum())
+            if differ:
+                diffs.append({"model": model, "method": method, "samples_differing": differ,
+                              "mean_e3": 1e3 * float(a.mean()), "source": s.path.name,
+                              "other_mean_e3": 1e3 * float(b.mean()), "other_source": s2.path.name})
+    radii = pd.concat(parts, ignore_index=True)
+    first = sources[0].spec
+    models = tuple(dict.fromkeys(m for s in sources for m in s.spec.models))
+    spec = Table2Spec(models, tuple(dict.fromkeys(m for s in sources for m in s.spec.methods)),
+                      tuple(dict.fromkeys(m for s in sources for m in s.spec.lp_models)),
+                      tuple(dict.fromkeys(m for s in sources for m in s.spec.milp_models)),
+                      first.samples, first.eps_max, first.tol, first.norm, first.options)
+    table = summarize(spec, radii)
+    by_name = {s.path.name: s for s in sources}
+    for k, row in table.iterrows():  # carried: the projected LP-ALL cost, from the run that gave LP-GREEDY
+        src = by_name[chosen.get((row.model, "lp-greedy"), sources[0].path.name)]
+        proj = src.table[src.table.model == row.model]
+        for c in [c for c in src.table.columns if "_proj_" in c]:
+            if len(proj) and pd.notna(proj[c].iloc[0]):
+                table.loc[k, c] = proj[c].iloc[0]
+    number = {s.path.name: k + 1 for k, s in enumerate(sources)}
+    table["sources"] = [" ".join(f"{meth}:{number[chosen[(m, meth)]]}" for meth in spec.methods_of(m)
+                                 if (m, meth) in chosen) for m in table.model]
+    diff_cols = ["model", "method", "samples_differing", "mean_e3", "source", "other_mean_e3", "other_source"]
+    return table, radii, spec, sources, pd.DataFrame(diffs, columns=diff_cols), _checks2(sources)
+
+
+def _checks2(sources: Sequence[Source2]) -> pd.DataFrame:
+    """Every certified radius of every source against every attacked radius (PGD's) and MILP upper
+    end of every source, per (model, sample): a certified radius above one is unsound."""
+    allr = pd.concat([s.radii.assign(source=s.path.name) for s in sources], ignore_index=True)
+    out = []
+    for (model, sample), g in allr.groupby(["model", "sample"], sort=False):
+        ups = pd.concat([g[g.method == "pgd"].radius, g[g.method == "milp"].get("upper", pd.Series(dtype=float))])
+        cert = g[g.method != "pgd"].dropna(subset=["radius"])
+        if ups.dropna().empty or cert.empty:
+            continue
+        top = cert.loc[cert.radius.idxmax()]
+        least = float(ups.min())
+        out.append({"model": model, "sample": int(sample), "holds": float(top.radius) <= least + 1e-12,
+                    "largest_certified": float(top.radius), "by": f"{top.method} ({top.source})",
+                    "least_attacked_or_milp_upper": least})
+    return pd.DataFrame(out, columns=["model", "sample", "holds", "largest_certified", "by",
+                                      "least_attacked_or_milp_upper"])

@@ -117,14 +117,8 @@ def table2(models, methods, lp_all, milp_models, samples, quick, tol, eps_max, t
     stem = Path(out) / f"table2{tag}"
     stem.parent.mkdir(parents=True, exist_ok=True)
     per_sample.to_csv(stem.with_name(stem.name + "_samples.csv"), index=False, float_format="%.6g")
-    mean = ["model", "n_samples", "n_correct", *[c for c in table.columns if c.endswith("_mean_e3")]]
-    gaps = ["model", *[c for c in table.columns if "_gap_" in c]]
-    extra = ["model", *[c for c in ("milp_exact", "violations", "finished") if c in table.columns]]
-    sections = {"Mean radius (epsilon x 1e-3)": mean, "Median gap to PGD (%) and its 95% interval": gaps,
-                "Exactness and checks": extra,
-                "Compute (s, summed over probes)": ["model", *[c for c in table.columns if c.endswith("_time_s")]]}
+    sections = _table2_sections(table)
     if len(proj):
-        sections["LP-ALL not run here: projected cost"] = ["model", *[c for c in table.columns if "_proj_" in c]]
         prov["projection"] = ("LP-ALL cost of the models without it: per-neuron LPs of each LP layer timed at the "
                               "median LP-GREEDY radius r (low) and at 1.25 r (high) on this machine, x unstable "
                               "neurons (cheap bounds) x mean probes per LP-ALL search x samples; "
@@ -135,12 +129,27 @@ def table2(models, methods, lp_all, milp_models, samples, quick, tol, eps_max, t
     fig = stem.with_name(stem.name.replace("table2", "figure3"))
     paths += plot_gaps(table, [m for m in spec.methods if m not in ("pgd", "milp")],
                        [fig.with_suffix(".png"), fig.with_suffix(".pdf")], prov)
-    click.echo(table[mean].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    click.echo(table[sections[MEAN]].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     click.echo("written: " + ", ".join(str(p) for p in paths))
     if int(table.violations.sum()):
         raise LpbenchError("soundness violation: a certified radius exceeds an attacked one (column 'violations')")
     if not bool(table.finished.all()):
         raise LpbenchError("some searches did not finish (errors); run the command again to resume them")
+
+
+MEAN = "Mean radius (epsilon x 1e-3)"
+
+
+def _table2_sections(table) -> dict[str, list[str]]:
+    """The Markdown / LaTeX sections of a Table 2."""
+    cols = list(table.columns)
+    sections = {MEAN: ["model", "n_samples", "n_correct", *[c for c in cols if c.endswith("_mean_e3")]],
+                "Median gap to PGD (%) and its 95% interval": ["model", *[c for c in cols if "_gap_" in c]],
+                "Exactness and checks": ["model", *[c for c in ("milp_exact", "violations", "finished") if c in cols]],
+                "Compute (s, summed over probes)": ["model", *[c for c in cols if c.endswith("_time_s")]]}
+    if any("_proj_" in c for c in cols):
+        sections["LP-ALL not run here: projected cost"] = ["model", *[c for c in cols if "_proj_" in c]]
+    return sections
 
 
 def _models(spec: str | None) -> list[str]:
@@ -293,3 +302,53 @@ ASSEMBLE_NOTES = (
     "an estimate of the full-set figure, with its interval below. Attack columns (test error, PGD) and MILP lower "
     "are lower bounds on the robust error, certifier columns and MILP upper are upper bounds; the checks below "
     "compare them only where both ran on the same images.")
+
+
+@click.command("assemble-table2")
+@click.argument("sources", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), default="results/table2_assembled", show_default=True,
+              help="Output stem: STEM.{csv,md,tex}, STEM_samples.csv and the figure beside it.")
+def assemble_table2(sources, out) -> None:
+    """One Table 2 and Figure 3 from the Table 2 CSVs of several runs (SOURCES, each with its
+    _samples.csv beside it): each (model, method) from the first source whose search of it
+    finished; differences listed, every certified radius checked against every attacked radius
+    and MILP upper end. Recomputes nothing."""
+    from lpbench.experiments.assemble import assemble_table2 as run
+    from lpbench.report.figure3 import plot_gaps
+    from lpbench.report.writers import provenance, to_markdown, write_table
+
+    stem = Path(out)
+    if any(Path(s).resolve() == stem.with_suffix(".csv").resolve() for s in sources):
+        raise LpbenchError(f"--out {out} would overwrite a source; write the assembled table elsewhere")
+    table, radii, spec, srcs, diffs, checks = run(sources)
+    prov = provenance(sources="; ".join(f"{k + 1}: {s.path.name} [{s.prov.get('command', '?')} at "
+                                        f"{s.prov.get('commit', '?')}]" for k, s in enumerate(srcs)),
+                      samples=srcs[0].prov.get("samples", "?"))
+    for key in ("search", "projection"):
+        if key in srcs[0].prov:
+            prov[key] = srcs[0].prov[key] + " (of source 1)"
+    secs = float(radii.time_s.sum())
+    prov["compute"] = (f"{secs:.0f} s = {secs / 3600:.2f} CPU-hours summed over the probes of the searches shown "
+                       "(Salman et al. 2019: 22 CPU-years for their whole study)")
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    radii.to_csv(stem.with_name(stem.name + "_samples.csv"), index=False, float_format="%.6g")
+    sections = {**_table2_sections(table), "Source of each method (source number: see provenance)": ["model", "sources"]}
+    paths = write_table(table, stem, prov, "Table 2: bounds on the minimum l_inf adversarial distortion (MNIST), "
+                        "assembled from several runs", TABLE2_NOTES, sections)
+    failed = checks[~checks.holds]
+    extra = {"Checks (each sample's largest certified radius, over every source, against its least attacked "
+             "radius and MILP upper end)": (failed, f"{int(checks.holds.sum())} of {len(checks)} hold"
+                                            + ("; these fail:" if len(failed) else ".")),
+             "Differences between sources that searched the same model and method": (diffs, f"{len(diffs)} found.")}
+    with stem.with_suffix(".md").open("a") as f:
+        for head, (frame, summary) in extra.items():
+            f.write(f"\n## {head}\n\n{summary}\n\n" + (to_markdown(frame) + "\n" if len(frame) else ""))
+    fig = stem.with_name(stem.name.replace("table2", "figure3") if "table2" in stem.name else stem.name + "_figure3")
+    paths += plot_gaps(table, [m for m in spec.methods if m not in ("pgd", "milp")],
+                       [fig.with_suffix(".png"), fig.with_suffix(".pdf")], prov)
+    click.echo(table[sections[MEAN]].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    click.echo(f"checks: {int(checks.holds.sum())} of {len(checks)} hold; {len(diffs)} difference(s) between sources")
+    click.echo("written: " + ", ".join(str(p) for p in paths))
+    if len(failed) or int(table.violations.sum()):
+        raise LpbenchError("soundness violation: a certified radius exceeds an attacked radius or a MILP upper end "
+                           f"({len(failed)} sample(s) across sources, {int(table.violations.sum())} in the table)")
