@@ -244,11 +244,9 @@ def assemble(sources, out) -> None:
     source that ran it on the most images, with its sample set and source named; differences
     between sources and the lower <= upper and theory-ordering checks listed. Recomputes nothing."""
     from lpbench.experiments.assemble import assemble as run
-    from lpbench.report.writers import provenance, to_markdown, write_table
+    from lpbench.report.writers import provenance, write_table
 
-    stem = Path(out)
-    if any(Path(s).resolve() == stem.with_suffix(".csv").resolve() for s in sources):
-        raise LpbenchError(f"--out {out} would overwrite a source; write the assembled table elsewhere")
+    stem = _assembled_stem(sources, out)
     df, srcs, diffs, checks = run(sources)
     spent = [c for c in df.columns if c.endswith("_time_s")]
     prov = provenance(sources="; ".join(f"{s.path.name} [{s.prov.get('command', '?')} at {s.prov.get('commit', '?')}, "
@@ -285,15 +283,30 @@ def assemble(sources, out) -> None:
              (failed, f"{int(checks.holds.sum())} of {len(checks)} hold (every one in `{stem.name}_checks.csv`)"
                       + ("; these fail:" if len(failed) else ".")),
              "Differences between sources that ran the same column on the same images": (diffs, f"{len(diffs)} found.")}
-    with stem.with_suffix(".md").open("a") as f:
-        for head, (frame, summary) in extra.items():
-            f.write(f"\n## {head}\n\n{summary}\n\n" + (to_markdown(frame) + "\n" if len(frame) else ""))
+    _append_sections(stem.with_suffix(".md"), extra)
     click.echo(df[["network", "epsilon", *pct]].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     click.echo(f"checks: {int(checks.holds.sum())} of {len(checks)} hold; {len(diffs)} difference(s) between sources")
     click.echo("written: " + ", ".join(str(p) for p in paths))
     if len(failed):
         raise LpbenchError("check failed: " + "; ".join(f"{r.network} eps={r.epsilon:g} {r.check} "
                                                       f"({r.smaller:.2f} > {r.larger:.2f})" for r in failed.itertuples()))
+
+
+def _assembled_stem(sources, out: str) -> Path:
+    """The output stem of an assembled table, which must not overwrite one of its sources."""
+    stem = Path(out)
+    if any(Path(s).resolve() == stem.with_suffix(".csv").resolve() for s in sources):
+        raise LpbenchError(f"--out {out} would overwrite a source; write the assembled table elsewhere")
+    return stem
+
+
+def _append_sections(md: Path, extra: dict) -> None:
+    """Append to a written Markdown table a section per heading: its one-line summary, then its
+    rows (none when the frame is empty)."""
+    from lpbench.report.writers import to_markdown
+    with md.open("a") as f:
+        for head, (frame, summary) in extra.items():
+            f.write(f"\n## {head}\n\n{summary}\n\n" + (to_markdown(frame) + "\n" if len(frame) else ""))
 
 
 ASSEMBLE_NOTES = (
@@ -315,11 +328,9 @@ def assemble_table2(sources, out) -> None:
     and MILP upper end. Recomputes nothing."""
     from lpbench.experiments.assemble import assemble_table2 as run
     from lpbench.report.figure3 import plot_gaps
-    from lpbench.report.writers import provenance, to_markdown, write_table
+    from lpbench.report.writers import provenance, write_table
 
-    stem = Path(out)
-    if any(Path(s).resolve() == stem.with_suffix(".csv").resolve() for s in sources):
-        raise LpbenchError(f"--out {out} would overwrite a source; write the assembled table elsewhere")
+    stem = _assembled_stem(sources, out)
     table, radii, spec, srcs, diffs, checks = run(sources)
     prov = provenance(sources="; ".join(f"{k + 1}: {s.path.name} [{s.prov.get('command', '?')} at "
                                         f"{s.prov.get('commit', '?')}]" for k, s in enumerate(srcs)),
@@ -340,9 +351,7 @@ def assemble_table2(sources, out) -> None:
              "radius and MILP upper end)": (failed, f"{int(checks.holds.sum())} of {len(checks)} hold"
                                             + ("; these fail:" if len(failed) else ".")),
              "Differences between sources that searched the same model and method": (diffs, f"{len(diffs)} found.")}
-    with stem.with_suffix(".md").open("a") as f:
-        for head, (frame, summary) in extra.items():
-            f.write(f"\n## {head}\n\n{summary}\n\n" + (to_markdown(frame) + "\n" if len(frame) else ""))
+    _append_sections(stem.with_suffix(".md"), extra)
     fig = stem.with_name(stem.name.replace("table2", "figure3") if "table2" in stem.name else stem.name + "_figure3")
     paths += plot_gaps(table, [m for m in spec.methods if m not in ("pgd", "milp")],
                        [fig.with_suffix(".png"), fig.with_suffix(".pdf")], prov)
