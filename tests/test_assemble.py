@@ -92,7 +92,7 @@ def test_bad_sources_are_clear_errors(runs, tmp_path, monkeypatch, capsys):
 def test_the_committed_table_1_runs_agree():
     """The committed runs bound the same robust errors: every lower bound <= every upper bound and
     the theory's orderings hold wherever two runs share a sample set."""
-    names = sorted(p for p in RESULTS.glob("table1*.csv") if "assembled" not in p.name)
+    names = sorted(p for p in RESULTS.rglob("table1*.csv") if "assembled" not in p.name)
     df, _, _, checks = assemble(names)
     assert len(df) == 11 and checks.holds.all() and len(checks) > 100
     assert (df.test_error_pct == df.paper_test_error_pct).all()
