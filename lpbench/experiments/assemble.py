@@ -97,11 +97,7 @@ def _row(src: Source, network: str, eps: float) -> pd.Series | None:
 def assemble(paths: Sequence[str | Path]) -> tuple[pd.DataFrame, list[Source], pd.DataFrame, pd.DataFrame]:
     """(table, sources, differences between sources on one sample set, checks) from the Table 1
     CSVs ``paths`` (module doc)."""
-    if not paths:
-        raise LpbenchError("name at least one Table 1 CSV to assemble")
-    sources = [read_source(p) for p in paths]
-    if len({s.path.resolve() for s in sources}) < len(sources):
-        raise LpbenchError("a source is named twice")
+    sources = _read_all(paths, read_source, "Table 1")
     records, diffs, checks = [], [], []
     for paper in reference().itertuples():
         net, eps = paper.network, float(paper.epsilon)
@@ -199,6 +195,16 @@ def read_source2(path: str | Path) -> Source2:
     return Source2(path, prov, table, radii, spec)
 
 
+def _read_all(paths: Sequence[str | Path], reader, table: str) -> list:
+    """``reader`` of each of ``paths``: at least one, none named twice."""
+    if not paths:
+        raise LpbenchError(f"name at least one {table} CSV to assemble")
+    sources = [reader(p) for p in paths]
+    if len({s.path.resolve() for s in sources}) < len(sources):
+        raise LpbenchError("a source is named twice")
+    return sources
+
+
 def _read(path: Path) -> tuple[dict, pd.DataFrame]:
     """(provenance, table) of a CSV written by :func:`lpbench.report.writers.write_table`."""
     try:
@@ -224,11 +230,7 @@ def assemble_table2(paths: Sequence[str | Path]):
     (model, method) from the first source (in ``paths`` order) whose search of it finished on every
     sample, else the first that has it; the summary recomputed from the merged radii."""
     from lpbench.experiments.table2 import Table2Spec, summarize
-    if not paths:
-        raise LpbenchError("name at least one Table 2 CSV to assemble")
-    sources = [read_source2(p) for p in paths]
-    if len({s.path.resolve() for s in sources}) < len(sources):
-        raise LpbenchError("a source is named twice")
+    sources = _read_all(paths, read_source2, "Table 2")
     samples = {s.prov.get("samples") for s in sources}
     if len(samples) > 1:
         raise LpbenchError(f"the sources searched different samples ({'; '.join(sorted(map(str, samples)))}): "
@@ -244,7 +246,8 @@ def assemble_table2(paths: Sequence[str | Path]):
         for s2, g2 in have:
             if s2 is s:
                 continue
-            a, b = g.set_index("sample").radius, g2.set_index("sample").radius.reindex(g.set_index("sample").index)
+            a = g.set_index("sample").radius
+            b = g2.set_index("sample").radius.reindex(a.index)
             differ = int((~np.isclose(a, b, rtol=0, atol=1e-12, equal_nan=True)).sum())
             if differ:
                 diffs.append({"model": model, "method": method, "samples_differing": differ,

@@ -277,16 +277,13 @@ def assemble(sources, out) -> None:
     sections["Source of each column"] = ["network", "epsilon", *[f"{m}_source" for m in methods]]
     paths = write_table(df, stem, prov, "Table 1: bounds on the MNIST robust error (%), assembled from several runs",
                         ASSEMBLE_NOTES, sections)
-    failed = checks[~checks.holds]
     paths += write_table(checks, stem.parent / f"{stem.name}_checks", prov, "", csv_only=True)
-    extra = {"Checks (lower bounds <= upper bounds, and the theory's orderings, on shared sample sets)":
-             (failed, f"{int(checks.holds.sum())} of {len(checks)} hold (every one in `{stem.name}_checks.csv`)"
-                      + ("; these fail:" if len(failed) else ".")),
-             "Differences between sources that ran the same column on the same images": (diffs, f"{len(diffs)} found.")}
-    _append_sections(stem.with_suffix(".md"), extra)
+    failed = _report_checks(stem, checks, diffs,
+                            "Checks (lower bounds <= upper bounds, and the theory's orderings, on shared sample sets)",
+                            f" (every one in `{stem.name}_checks.csv`)",
+                            "Differences between sources that ran the same column on the same images")
     click.echo(df[["network", "epsilon", *pct]].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    click.echo(f"checks: {int(checks.holds.sum())} of {len(checks)} hold; {len(diffs)} difference(s) between sources")
-    click.echo("written: " + ", ".join(str(p) for p in paths))
+    _echo_outcome(checks, diffs, paths)
     if len(failed):
         raise LpbenchError("check failed: " + "; ".join(f"{r.network} eps={r.epsilon:g} {r.check} "
                                                       f"({r.smaller:.2f} > {r.larger:.2f})" for r in failed.itertuples()))
@@ -300,13 +297,21 @@ def _assembled_stem(sources, out: str) -> Path:
     return stem
 
 
-def _append_sections(md: Path, extra: dict) -> None:
-    """Append to a written Markdown table a section per heading: its one-line summary, then its
-    rows (none when the frame is empty)."""
+def _report_checks(stem: Path, checks, diffs, checks_head: str, where: str, diffs_head: str):
+    """Append to ``stem``.md the checks' summary with the failed ones, and the differences between
+    sources; returns the failed checks."""
     from lpbench.report.writers import to_markdown
-    with md.open("a") as f:
-        for head, (frame, summary) in extra.items():
-            f.write(f"\n## {head}\n\n{summary}\n\n" + (to_markdown(frame) + "\n" if len(frame) else ""))
+    failed = checks[~checks.holds]
+    summary = f"{int(checks.holds.sum())} of {len(checks)} hold{where}" + ("; these fail:" if len(failed) else ".")
+    with stem.with_suffix(".md").open("a") as f:
+        for head, frame, line in ((checks_head, failed, summary), (diffs_head, diffs, f"{len(diffs)} found.")):
+            f.write(f"\n## {head}\n\n{line}\n\n" + (to_markdown(frame) + "\n" if len(frame) else ""))
+    return failed
+
+
+def _echo_outcome(checks, diffs, paths) -> None:
+    click.echo(f"checks: {int(checks.holds.sum())} of {len(checks)} hold; {len(diffs)} difference(s) between sources")
+    click.echo("written: " + ", ".join(str(p) for p in paths))
 
 
 ASSEMBLE_NOTES = (
@@ -346,18 +351,15 @@ def assemble_table2(sources, out) -> None:
     sections = {**_table2_sections(table), "Source of each method (source number: see provenance)": ["model", "sources"]}
     paths = write_table(table, stem, prov, "Table 2: bounds on the minimum l_inf adversarial distortion (MNIST), "
                         "assembled from several runs", TABLE2_NOTES, sections)
-    failed = checks[~checks.holds]
-    extra = {"Checks (each sample's largest certified radius, over every source, against its least attacked "
-             "radius and MILP upper end)": (failed, f"{int(checks.holds.sum())} of {len(checks)} hold"
-                                            + ("; these fail:" if len(failed) else ".")),
-             "Differences between sources that searched the same model and method": (diffs, f"{len(diffs)} found.")}
-    _append_sections(stem.with_suffix(".md"), extra)
+    failed = _report_checks(stem, checks, diffs,
+                            "Checks (each sample's largest certified radius, over every source, against its least "
+                            "attacked radius and MILP upper end)", "",
+                            "Differences between sources that searched the same model and method")
     fig = stem.with_name(stem.name.replace("table2", "figure3") if "table2" in stem.name else stem.name + "_figure3")
     paths += plot_gaps(table, [m for m in spec.methods if m not in ("pgd", "milp")],
                        [fig.with_suffix(".png"), fig.with_suffix(".pdf")], prov)
     click.echo(table[sections[MEAN]].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    click.echo(f"checks: {int(checks.holds.sum())} of {len(checks)} hold; {len(diffs)} difference(s) between sources")
-    click.echo("written: " + ", ".join(str(p) for p in paths))
+    _echo_outcome(checks, diffs, paths)
     if len(failed) or int(table.violations.sum()):
         raise LpbenchError("soundness violation: a certified radius exceeds an attacked radius or a MILP upper end "
                            f"({len(failed)} sample(s) across sources, {int(table.violations.sum())} in the table)")
