@@ -24,12 +24,19 @@ unstable neuron whose chord costs its bound most (the intercept score of BaBSR, 
 are not recomputed (on NOR-MLP-B that recomputation made the search slower, not faster). A domain
 with no unstable neuron left and a bound <= 0 is left open: the caller goes on with the MILP. A
 target is verified when every domain of it closed; the domains of a target cover its whole root.
+
+A search still open after ``TRIGGER_S`` seconds asks for the sample's implied bounds of single
+splits (:mod:`lpbench.milp.implications`, computed once per sample) and starts again with them:
+each split also takes the bounds it implies for the other neurons (a domain where one passes
+another is empty and closed), and the branching score is weighted by how many neurons a split
+makes stable. On NOR-MLP-B at 0.02 this cut the domains of the hardest targets 6 to 10 times
+(image 40, target 8: 3.07 million domains without, 0.29 million with).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -40,6 +47,9 @@ from lpbench.lp.drivers import PreBounds
 from lpbench.network import Act, Dense, Flatten, Network
 from lpbench.problem import Perturbation
 
+if TYPE_CHECKING:
+    from lpbench.milp.implications import Implications, SampleImplications
+
 #: Domains bounded together, gradient steps per batch, and the step size of Adam.
 #: NOR-MLP-B at 0.02 (test images 244, 251, 191): batches of 128 to 1024 domains and 1 to 20 steps
 #: were tried; 3 steps on 512 domains decided them in the least CPU time (more domains per second
@@ -48,6 +58,11 @@ BATCH, STEPS, LR = 512, 3, 0.1
 #: The most domains x hidden neurons held at once (8 float64 each, five times: ~400 MB); a search
 #: that would hold more stops there, its targets open.
 MAX_HELD = 10_000_000
+#: Seconds a search runs before it asks for the sample's implied bounds
+#: (:mod:`lpbench.milp.implications`) and starts again with them; the weight of the neurons a
+#: split makes stable in the branching score. NOR-MLP-B at 0.02, image 357, target 3: LAM 0, 0.03,
+#: 0.1, 0.3, 1 and 3 took 76k, 69k, 50k, 39k, 43k and 56k domains.
+TRIGGER_S, LAM = 1.0, 0.3
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,8 +70,9 @@ class BabResult:
     """Targets ``verified`` (every domain closed) with ``bound`` (target: the least bound of its
     closed domains, a lower bound of its margin > 0) and ``open``; a re-checked counterexample
     ``point`` found for ``target`` (``margin``: its ``f_y - f_target``; some class beats the label
-    there) if one came up; ``domains`` bounded in
-    ``batches``; ``time_s`` on the caller's clock."""
+    there) if one came up; ``domains`` bounded in ``batches``, ``empty`` closed as empty by implied
+    bounds (``implied``: the tables the search split with, or None); ``time_s`` on the caller's
+    clock."""
 
     verified: tuple[int, ...]
     bound: dict
@@ -67,10 +83,14 @@ class BabResult:
     domains: int
     batches: int
     time_s: float
+    empty: int = 0
+    implied: Implications | None = None
 
     def describe(self) -> str:
+        note = f"; {self.empty} empty" if self.empty else ""
+        note += f"; with {self.implied.describe()}" if self.implied is not None else ""
         return (f"beta-CROWN branch and bound: {self.domains} domains in {self.batches} batches, "
-                f"{self.time_s:.1f} s")
+                f"{self.time_s:.1f} s{note}")
 
 
 def dense_relu(net: Network) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
@@ -179,38 +199,60 @@ def _optimise(wb, dom: _Domains, label: int, n_out: int, box, steps: int):
     return best, a_in.detach(), {i: c.detach() for i, c in coef.items()}
 
 
-def _with_split(dom: _Domains, layer: torch.Tensor, neuron: torch.Tensor, side: int) -> _Domains:
-    """Copies of ``dom`` with neuron ``neuron[d]`` of hidden layer ``layer[d]`` split to ``side``."""
+def _with_split(dom: _Domains, layer: torch.Tensor, neuron: torch.Tensor, side: int,
+                tables: Implications | None = None) -> _Domains:
+    """Copies of ``dom`` with neuron ``neuron[d]`` of hidden layer ``layer[d]`` split to ``side``,
+    with the bounds that split implies (``tables``, :mod:`lpbench.milp.implications`)."""
     ch = _Domains(dom.target, *([t.clone() for t in getattr(dom, f)] for f in _Domains._FIELDS))
+    sd = 0 if side > 0 else 1
     for i in range(len(ch.lo)):
         rows = torch.nonzero(layer == i).flatten()
         if len(rows):
             ch.split[i][rows, neuron[rows]] = side
             (ch.lo if side > 0 else ch.hi)[i][rows, neuron[rows]] = 0.0
+            if tables is not None:
+                for j in range(len(ch.lo)):
+                    ch.lo[j][rows] = torch.maximum(ch.lo[j][rows], tables.lo[i][sd][j][neuron[rows]])
+                    ch.hi[j][rows] = torch.minimum(ch.hi[j][rows], tables.hi[i][sd][j][neuron[rows]])
     return ch
 
 
-def _branch(dom: _Domains, coef: dict[int, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def _empty(dom: _Domains) -> torch.Tensor:
+    """Domains where a neuron's lower bound passed its upper bound (no point is in them)."""
+    return torch.stack([(l > u).any(dim=1) for l, u in zip(dom.lo, dom.hi)]).any(dim=0)
+
+
+def _branch(dom: _Domains, coef: dict[int, torch.Tensor], tables: Implications | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
     """(layer, neuron) per domain: the unstable neuron with the largest intercept score
     ``-min(a, 0) s (-l)`` (the bound its chord costs; ``a`` its output's coefficient), ties to the
-    widest; layer -1 where no unstable neuron is left."""
+    widest, times ``1 + LAM n`` with ``n`` the neurons unstable in the domain that its two sides
+    make stable (``tables``); layer -1 where no unstable neuron is left."""
     best = torch.full((len(dom),), -1.0, dtype=torch.float64)
     layer = torch.full((len(dom),), -1, dtype=torch.long)
     neuron = torch.zeros(len(dom), dtype=torch.long)
+    unstable = [(l < 0) & (u > 0) for l, u in zip(dom.lo, dom.hi)]
     for i in range(len(dom.lo)):
         l, u = dom.lo[i], dom.hi[i]
-        unstable = (l < 0) & (u > 0)
-        score = -coef[i].clamp(max=0) * _chord(l, u, unstable) * (-l) + 1e-6 * torch.where(unstable, u - l, 0.0)
-        s, k = torch.where(unstable, score, -1.0).max(dim=1)
+        score = -coef[i].clamp(max=0) * _chord(l, u, unstable[i]) * (-l) + 1e-6 * torch.where(unstable[i], u - l, 0.0)
+        if tables is not None:
+            implied = sum(unstable[j].to(torch.float64) @ tables.stab[i][j].T for j in range(len(dom.lo)))
+            score = score * (1 + LAM * implied)
+        s, k = torch.where(unstable[i], score, -1.0).max(dim=1)
         better = s > best
         best, layer, neuron = torch.where(better, s, best), torch.where(better, i, layer), torch.where(better, k, neuron)
     return torch.where(best < 0, -1, layer), neuron
 
 
 def bab_search(net: Network, x: np.ndarray, label: int, targets: list[int], pset: Perturbation,
-               pre: PreBounds, deadline: float, now: Callable[[], float]) -> BabResult | None:
+               pre: PreBounds, deadline: float, now: Callable[[], float],
+               implied: SampleImplications | None = None, until: float | None = None) -> BabResult | None:
     """Decide ``targets`` of ``x`` (module doc) from bounds ``pre`` valid on the whole set, until
-    ``deadline`` (a reading of ``now``); None if ``net`` is not a dense ReLU network."""
+    ``deadline`` (a reading of ``now``); None if ``net`` is not a dense ReLU network. With
+    ``implied`` (the sample's implied bounds, valid on a set that holds ``pre``'s), a search still
+    open after ``TRIGGER_S`` seconds, or any search once they are known, splits with them
+    (:func:`_with_split`, :func:`_branch`); a search that was already running starts again, and
+    with them in hand it goes on until ``until`` (when given) instead of ``deadline``."""
     wb = dense_relu(net)
     if wb is None:
         return None
@@ -225,11 +267,19 @@ def bab_search(net: Network, x: np.ndarray, label: int, targets: list[int], pset
                      [(u > -l).to(torch.float64) for l, u in zip(lo, hi)], [torch.zeros_like(t) for t in lo])
     pool, stuck, least = [roots], set(), {}  # pool: chunks of domains, the newest first
     held = len(roots)
-    domains = batches = 0
+    domains = batches = empty = 0
+    tables = implied.tables if implied is not None else None
+    if tables is not None and until is not None:
+        deadline = until
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the caller's clock counts this thread
     try:
         while pool and now() <= deadline and held <= MAX_HELD // max(1, sum(t.shape[1] for t in lo)):
+            if implied is not None and tables is None and now() - t0 >= TRIGGER_S:
+                tables = implied.get()
+                pool, stuck, least, held = [roots], set(), {}, len(roots)
+                deadline = until if until is not None else deadline
+                continue
             taken = []
             while pool and sum(map(len, taken)) < BATCH:
                 taken.append(pool.pop(0))
@@ -256,18 +306,27 @@ def bab_search(net: Network, x: np.ndarray, label: int, targets: list[int], pset
                     if ok:
                         j = int(live.target[k])
                         return BabResult((), {}, tuple(targets), point, j, float(margins[j]), domains, batches,
-                                         now() - t0)
-            layer, neuron = _branch(live, {i: c[alive] for i, c in coef.items()})
+                                         now() - t0, empty, tables)
+            layer, neuron = _branch(live, {i: c[alive] for i, c in coef.items()}, tables)
             done = layer < 0
             stuck |= {int(t) for t in live.target[done]}
             keep = torch.nonzero(~done).flatten()
             if len(keep):
                 live, layer, neuron = live.take(keep), layer[keep], neuron[keep]
-                pool[:0] = [_with_split(live, layer, neuron, side) for side in (1, -1)]  # depth first
-                held += 2 * len(live)
+                for side in (-1, 1):  # depth first, the z >= 0 side on top
+                    child = _with_split(live, layer, neuron, side, tables)
+                    gone = _empty(child)
+                    if gone.any():
+                        empty += int(gone.sum())
+                        child = child.take(torch.nonzero(~gone).flatten())
+                    if len(child):
+                        pool.insert(0, child)
+                        held += len(child)
     finally:
         torch.set_num_threads(threads)
     left = {int(t) for p in pool for t in p.target} | stuck
-    verified = tuple(t for t in targets if t not in left)
-    return BabResult(verified, {t: least[t] for t in verified}, tuple(t for t in targets if t in left),
-                     None, None, float("nan"), domains, batches, now() - t0)
+    # a target all of whose domains were empty is left open: its root set holds x (or is a
+    # conditioned region the caller's LPs did not find empty), so that is not taken as a proof
+    verified = tuple(t for t in targets if t not in left and t in least)
+    return BabResult(verified, {t: least[t] for t in verified}, tuple(t for t in targets if t not in verified),
+                     None, None, float("nan"), domains, batches, now() - t0, empty, tables)

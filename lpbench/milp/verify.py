@@ -43,7 +43,12 @@ propagation (:mod:`lpbench.milp.bab`) comes first: each target the LP relaxation
 conditioned, the rest of the time on them before their MILP (which then runs only if the search
 stopped early: a domain with nothing left to split, or too many domains held). On NOR-MLP-B at
 0.02 it decides in 3 to 29 CPU-s five test images (66, 191, 244, 251, 443) that the MILP and the
-LP split search alone took 62 to 240 s for.
+LP split search alone took 62 to 240 s for. A search still open after
+:data:`lpbench.milp.bab.TRIGGER_S` seconds computes the sample's implied bounds of single splits
+(:mod:`lpbench.milp.implications`, at most ``IMPLIED_SHARE`` of the time limit, once per sample),
+and from then on each target's first search has the rest of the sample's time instead of
+``BAB_S``: with them the search alone decided the three images whose MILP had needed 104 to 303
+CPU-s (40, 224, 357), in 21 to 55 s each.
 """
 
 from __future__ import annotations
@@ -57,9 +62,10 @@ import scipy.sparse as sp
 import torch
 
 from lpbench.attacks.pgd import recheck
-from lpbench.milp.bab import bab_search
+from lpbench.milp.bab import bab_search, dense_relu
 from lpbench.milp.conditional import conditional_bounds
 from lpbench.milp.formulation import DEFAULT_TIGHTENING, MILP, milp, tightened_bounds
+from lpbench.milp.implications import SampleImplications
 from lpbench.milp.split import split_search
 from lpbench.network import Network, apply_layer
 from lpbench.problem import Perturbation, Status
@@ -73,6 +79,10 @@ QUICK_S = 5.0
 #: Seconds of branch and bound with bound propagation (:mod:`lpbench.milp.bab`) a target gets on
 #: the sample's bounds before its MILP; on its conditioned bounds it has the rest of the time.
 BAB_S = 5.0
+#: The share of a sample's time limit its implied bounds (:mod:`lpbench.milp.implications`) may
+#: take; they are computed once, when a branch and bound of the sample first runs past
+#: :data:`lpbench.milp.bab.TRIGGER_S`.
+IMPLIED_SHARE = 0.25
 #: The most rounds of conditioned LP bound tightening (they end sooner once a round makes no
 #: neuron stable, see :func:`lpbench.milp.conditional.conditional_bounds`).
 CONDITION_ROUNDS = 20
@@ -183,6 +193,7 @@ def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, b
     logits = net.logits64(x64[None])[0]
     order = [int(j) for j in np.argsort(logits[label] - logits, kind="stable") if j != label]
     t0 = now()
+    implied = _implications(net, x64, pset, model.pre, time_limit, t0 + time_limit, now) if bab else None
     results, cex, open_ = [], None, []
     with (lp_backend or backend).open(replace(model.rel.lp, integrality=None)) as session:
         for j in order:
@@ -203,7 +214,8 @@ def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, b
             if left <= 0:
                 results.append(_not_run(j))
                 continue
-            pre_bab = _bab(net, x64, label, pset, model.pre, j, now() + min(left, BAB_S), now) if bab else None
+            pre_bab = (_bab(net, x64, label, pset, model.pre, j, now() + min(left, BAB_S), now, implied,
+                            t0 + time_limit) if bab else None)
             if pre_bab is not None and (pre_bab[0].status is not Status.TIMEOUT or pre_bab[1] is not None):
                 results.append(pre_bab[0])
                 if pre_bab[1] is not None:
@@ -222,7 +234,7 @@ def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, b
             target, point = _judge(net, x64, label, pset, model, j, res, tol)
             if target.status is Status.TIMEOUT and first < left:
                 target, point = _conditioned(net, x64, label, pset, model, j, backend, lp_backend or backend,
-                                             t0 + time_limit, target, clock, split, bab)
+                                             t0 + time_limit, target, clock, split, bab, implied)
             if pre_bab is not None:
                 target = replace(target, time_s=target.time_s + pre_bab[0].time_s,
                                  message=f"{pre_bab[0].message}; {target.message}".strip("; "))
@@ -240,11 +252,27 @@ def _not_run(j: int) -> TargetResult:
                         message="sample time limit spent on earlier targets")
 
 
-def _bab(net, x64, label, pset, pre, j: int, deadline: float, now) -> tuple[TargetResult, np.ndarray | None] | None:
-    """Target ``j`` by :func:`lpbench.milp.bab.bab_search` until ``deadline``: verified (its
-    least closed-domain bound as the safe bound), falsified (a re-checked point) or timeout;
-    None where the network is not a dense ReLU network."""
-    found = bab_search(net, x64, label, [j], pset, pre, deadline, now)
+def _implications(net: Network, x64: np.ndarray, pset: Perturbation, pre, time_limit: float, deadline: float,
+                  now) -> SampleImplications | None:
+    """The sample's implied bounds, computed on first need from its bounds ``pre`` (valid on the
+    whole set), in at most ``IMPLIED_SHARE`` of its time limit; None if the network is not a dense
+    ReLU network."""
+    wb = dense_relu(net)
+    if wb is None:
+        return None
+    lo = [torch.as_tensor(np.ravel(pre[i][0]), dtype=torch.float64) for i in net.activation_indices]
+    hi = [torch.as_tensor(np.ravel(pre[i][1]), dtype=torch.float64) for i in net.activation_indices]
+    box = tuple(t.reshape(-1) for t in pset.enclosing_box(torch.as_tensor(x64)))
+    return SampleImplications(wb, lo, hi, box, IMPLIED_SHARE * time_limit, deadline, now)
+
+
+def _bab(net, x64, label, pset, pre, j: int, deadline: float, now, implied: SampleImplications | None = None,
+         until: float | None = None) -> tuple[TargetResult, np.ndarray | None] | None:
+    """Target ``j`` by :func:`lpbench.milp.bab.bab_search` until ``deadline`` (with the sample's
+    ``implied`` bounds; once they are in hand, until ``until`` if given): verified (its least
+    closed-domain bound as the safe bound), falsified (a re-checked point) or timeout; None where
+    the network is not a dense ReLU network."""
+    found = bab_search(net, x64, label, [j], pset, pre, deadline, now, implied, until)
     if found is None:
         return None
     if found.point is not None:
@@ -258,8 +286,8 @@ def _bab(net, x64, label, pset, pre, j: int, deadline: float, now) -> tuple[Targ
 
 
 def _conditioned(net, x64, label, pset, model: MILP, j: int, backend: Backend, lp_backend: Backend,
-                 deadline: float, first: TargetResult, clock: str, split: bool = False, bab: bool = False
-                 ) -> tuple[TargetResult, np.ndarray | None]:
+                 deadline: float, first: TargetResult, clock: str, split: bool = False, bab: bool = False,
+                 implied: SampleImplications | None = None) -> tuple[TargetResult, np.ndarray | None]:
     """Target ``j`` again, on bounds conditioned on ``f_y - f_j <= 0`` (sound for deciding
     whether that region is empty, see :mod:`lpbench.milp.conditional`): verified if the
     certified LP over them, the branch and bound over them (``bab``, dense ReLU networks, until
@@ -289,7 +317,7 @@ def _conditioned(net, x64, label, pset, model: MILP, j: int, backend: Backend, l
                        message=f"{note}; conditioned bound {lp.certified_bound:.6g}"), None
     left = deadline - now()
     if bab and left > 0:
-        found = _bab(net, x64, label, pset, cond.pre, j, deadline, now)
+        found = _bab(net, x64, label, pset, cond.pre, j, deadline, now, implied)
         if found is not None:
             spent += found[0].time_s
             note = f"{note}; {found[0].message}"
