@@ -165,10 +165,17 @@ def _backward(wb, dom: _Domains, spec: torch.Tensor, box, alpha: list[torch.Tens
         bias = bias + g @ b
         mag = mag + g.abs() @ b.abs()
         a = g @ w
+    return _over_box(bias, mag, a, box), a, coef
+
+
+def _over_box(bias: torch.Tensor, mag: torch.Tensor, a: torch.Tensor, box) -> torch.Tensor:
+    """Sound lower bounds of ``a x + bias`` over the box, lowered by ``REL_SLACK`` times the
+    magnitudes summed (``mag``: those of the terms in ``bias``) plus ``ABS_SLACK``."""
+    xl, xu = box
     a_abs = a.abs()
     bound = bias + a @ ((xl + xu) / 2) - a_abs @ ((xu - xl) / 2)
     mag = mag + a_abs @ torch.maximum(xl.abs(), xu.abs())
-    return bound - (REL_SLACK * mag + ABS_SLACK), a, coef
+    return bound - (REL_SLACK * mag + ABS_SLACK)
 
 
 def _optimise(wb, dom: _Domains, label: int, n_out: int, box, steps: int):

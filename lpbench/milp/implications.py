@@ -41,7 +41,7 @@ from typing import Callable
 
 import torch
 
-from lpbench.milp.bab import _backward, _Domains
+from lpbench.milp.bab import _backward, _Domains, _over_box
 
 #: Adam steps per bound (NOR-MLP-B at 0.02, image 40, target 8: 5, 10 and 20 steps gave 282k,
 #: 252k and 230k domains after 5.6, 9.1 and 15.3 s of tables; 5 decided it soonest).
@@ -82,29 +82,38 @@ def _rows(units_i: torch.Tensor, units_j: torch.Tensor, same: bool) -> torch.Ten
     return grid[grid[:, 0] != grid[:, 2]] if same else grid
 
 
+def _informative(w: torch.Tensor, b: torch.Tensor, box, rows: torch.Tensor) -> torch.Tensor:
+    """Rows (of :func:`_rows`, first hidden layer) whose split cuts off the box minimiser of
+    ``+-z_k``: for the others the constrained minimum is the box's, i.e. the root bound."""
+    xl, xu = box
+    at = {1: w @ torch.where(w >= 0, xl, xu).T + b[:, None], -1: w @ torch.where(w <= 0, xl, xu).T + b[:, None]}
+    m, side, k, sign = rows.T
+    z = torch.where(sign > 0, at[1][m, k], at[-1][m, k])  # z_m at the minimiser of sign z_k
+    return torch.where(side == 0, z, -z) < 0
+
+
 def _knapsack(w: torch.Tensor, b: torch.Tensor, box, m, s, k, sign) -> torch.Tensor:
     """Sound lower bounds of ``sign z_k`` over the box with ``s z_m >= 0``, ``z = w x + b``: the
-    Lagrangian at the knapsack's multiplier (module doc)."""
+    Lagrangian at the knapsack's multiplier (module doc), which is searched in float32."""
     xl, xu = box
-    c = sign[:, None] * w[k]
-    a = s[:, None] * w[m]
-    lack = -(a * torch.where(c >= 0, xl, xu)).sum(1) - s * b[m]  # how far the box minimiser is from s z_m >= 0
+    c = (sign[:, None] * w[k]).to(torch.float32)
+    a = (s[:, None] * w[m]).to(torch.float32)
+    lo32, hi32 = xl.to(torch.float32), xu.to(torch.float32)
+    lack = -(a * torch.where(c >= 0, lo32, hi32)).sum(1) - (s * b[m]).to(torch.float32)  # s z_m at the box minimiser
     # raising beta past c_i / a_i moves x_i to the end where a_i x_i is larger, gaining |a_i| (xu - xl)
     moves = (a != 0) & (((c >= 0) & (a > 0)) | ((c < 0) & (a < 0)))
     ratio = torch.where(moves, c / torch.where(a != 0, a, 1.0), float("inf"))
-    order = ratio.argsort(dim=1)
-    gained = torch.where(moves, a.abs() * (xu - xl), 0.0).gather(1, order).cumsum(1)
-    at = ratio.gather(1, order)
+    at, order = ratio.sort(dim=1)
+    gained = torch.where(moves, a.abs() * (hi32 - lo32), 0.0).gather(1, order).cumsum(1)
     enough = gained >= lack[:, None]
     first = enough.to(torch.int8).argmax(dim=1)
     finite = torch.where(torch.isfinite(at), at, 0.0).amax(dim=1)
     beta = torch.where(lack <= 0, 0.0, torch.where(enough.any(dim=1), at.gather(1, first[:, None])[:, 0],
                                                    2 * finite + 1))  # unreachable: any beta, the side is empty
-    spec = torch.zeros(len(m), w.shape[0], dtype=torch.float64)
-    rows = torch.arange(len(m))
-    spec[rows, k] = sign
-    spec[rows, m] -= beta * s
-    return _backward([(w, b)], _Domains(k, [], [], [], [], []), spec, box, [], [])[0]
+    beta = beta.to(torch.float64).clamp(min=0.0)
+    # the Lagrangian sign z_k - beta s z_m, bounded over the box like every other bound
+    coef = sign[:, None] * w[k] - (beta * s)[:, None] * w[m]
+    return _over_box(sign * b[k] - beta * s * b[m], b[k].abs() + beta * b[m].abs(), coef, box)
 
 
 def _tuned(wb, lo, hi, split, spec, same, box) -> torch.Tensor:
@@ -154,6 +163,8 @@ def implied_bounds(wb, lo: list[torch.Tensor], hi: list[torch.Tensor], box, dead
     for j in range(depth):
         for i in (j - 1, j) if j else (0,):
             rows = _rows(units[i], units[j], i == j)
+            if j == 0:
+                rows = rows[_informative(*wb[0], box, rows)]
             for c0 in range(0, len(rows), CHUNK):
                 if now() > deadline:
                     out.time_s = now() - t0
