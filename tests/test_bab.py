@@ -137,3 +137,34 @@ def test_the_bab_option_of_the_milp_method():
     assert "branch and bound" in solvers[True] and "branch and bound" not in solvers[False]
     with pytest.raises(ValueError, match="bab"):
         verify(net, images, labels, pset, ["milp"], options={"milp": {"bab": "yes"}})
+
+
+def test_pruning_neurons_inactive_everywhere_leaves_every_bound_as_it_was():
+    """Neurons inactive and unsplit in every domain of a batch add nothing to a bound: the bounds
+    over the pruned layers equal the full ones, and exactly those neurons are dropped."""
+    from lpbench.milp.bab import _pruned
+    rng = np.random.default_rng(5)
+    net = random_relu_net(rng, [6, 9, 7, 3], "pruned")
+    wb = dense_relu(net)
+    n_dom = 32
+    lo = [torch.as_tensor(rng.uniform(-2, 0.5, size=(n_dom, n))) for n in (9, 7)]
+    hi = [l + torch.as_tensor(rng.uniform(0, 2, size=l.shape)) for l in lo]
+    for l, u in zip(lo, hi):  # neurons 0 and 1 inactive in every domain
+        l[:, :2], u[:, :2] = -1.0, -0.1
+    split = [torch.as_tensor(rng.choice([-1.0, 0.0, 1.0], size=t.shape)) * ((l < 0) & (u > 0))
+             for t, l, u in zip(lo, lo, hi)]
+    for l, u, s in zip(lo, hi, split):
+        l[s > 0], u[s < 0] = 0.0, 0.0
+    split[1][3, 1] = -1.0  # a split neuron carries a beta term even where it is inactive
+    alpha = [torch.as_tensor(rng.uniform(0, 1, size=t.shape)) for t in lo]
+    beta = [torch.as_tensor(rng.exponential(1.0, size=t.shape)) for t in lo]
+    dom = _Domains(torch.as_tensor(rng.integers(1, 3, size=n_dom)), lo, hi, split, alpha, beta)
+    spec = torch.zeros(n_dom, 3, dtype=torch.float64)
+    spec[:, 0] = 1.0
+    spec[torch.arange(n_dom), dom.target] = -1.0
+    box = (torch.full((6,), 0.1, dtype=torch.float64), torch.full((6,), 0.7, dtype=torch.float64))
+    full = _backward(wb, dom, spec, box, alpha, beta)[0]
+    layers, view, keep = _pruned(wb, dom)
+    assert keep[0].tolist() == [False, False] + [True] * 7 and keep[1].tolist() == [False, True] + [True] * 5
+    pruned = _backward(layers, view, spec, box, view.alpha, view.beta)[0]
+    assert torch.allclose(pruned, full, rtol=1e-12, atol=1e-12)

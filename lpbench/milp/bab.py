@@ -178,18 +178,37 @@ def _over_box(bias: torch.Tensor, mag: torch.Tensor, a: torch.Tensor, box) -> to
     return bound - (REL_SLACK * mag + ABS_SLACK)
 
 
+def _pruned(wb, dom: _Domains) -> tuple[list, _Domains, list[torch.Tensor]]:
+    """``wb`` and a view of ``dom`` without the hidden neurons that are inactive and unsplit in
+    every domain of ``dom``: their ReLU outputs are 0 and they carry no split term, so they add
+    exactly nothing to any bound (the first layer's matrix product is most of a bound's cost).
+    Returns (layers, view, the kept neurons per hidden layer)."""
+    keep = [((u > 0) | (s != 0)).any(dim=0) for u, s in zip(dom.hi, dom.split)]
+    layers = []
+    for i, (w, b) in enumerate(wb):
+        if i < len(keep):
+            w, b = w[keep[i]], b[keep[i]]
+        if i > 0:
+            w = w[:, keep[i - 1]]
+        layers.append((w, b))
+    view = _Domains(dom.target, *([t[:, k] for t, k in zip(getattr(dom, f), keep)] for f in _Domains._FIELDS))
+    return layers, view, keep
+
+
 def _optimise(wb, dom: _Domains, label: int, n_out: int, box, steps: int):
     """Best bound per domain over ``steps`` Adam steps on alpha and beta, with the input
-    coefficients and ReLU-output coefficients of the last step."""
+    coefficients and ReLU-output coefficients of the last step (on the neurons that can add to
+    a bound, :func:`_pruned`; 0 elsewhere)."""
     spec = torch.zeros(len(dom), n_out, dtype=torch.float64)
     spec[:, label] = 1.0
     spec[torch.arange(len(dom)), dom.target] = -1.0
-    alpha = [t.clone().requires_grad_(True) for t in dom.alpha]
-    beta = [t.clone().requires_grad_(True) for t in dom.beta]
+    layers, view, keep = _pruned(wb, dom)
+    alpha = [t.clone().requires_grad_(True) for t in view.alpha]
+    beta = [t.clone().requires_grad_(True) for t in view.beta]
     opt = torch.optim.Adam(alpha + beta, lr=LR)
     best = torch.full((len(dom),), -float("inf"), dtype=torch.float64)
     for step in range(steps + 1):
-        bound, a_in, coef = _backward(wb, dom, spec, box, alpha, beta)
+        bound, a_in, coef = _backward(layers, view, spec, box, alpha, beta)
         best = torch.maximum(best, bound.detach())
         if step == steps:
             break
@@ -201,9 +220,13 @@ def _optimise(wb, dom: _Domains, label: int, n_out: int, box, steps: int):
                 t.clamp_(0.0, 1.0)
             for t in beta:
                 t.clamp_(min=0.0)
-    dom.alpha = [t.detach() for t in alpha]
-    dom.beta = [t.detach() for t in beta]
-    return best, a_in.detach(), {i: c.detach() for i, c in coef.items()}
+    full = {}
+    for i, k in enumerate(keep):
+        dom.alpha[i], dom.beta[i] = dom.alpha[i].clone(), dom.beta[i].clone()
+        dom.alpha[i][:, k], dom.beta[i][:, k] = alpha[i].detach(), beta[i].detach()
+        full[i] = torch.zeros_like(dom.lo[i])
+        full[i][:, k] = coef[i].detach()
+    return best, a_in.detach(), full
 
 
 def _with_split(dom: _Domains, layer: torch.Tensor, neuron: torch.Tensor, side: int,
