@@ -48,7 +48,7 @@ LP split search alone took 62 to 240 s for. A search still open after
 (:mod:`lpbench.milp.implications`, at most ``IMPLIED_SHARE`` of the time limit, once per sample),
 and from then on each target's first search has the rest of the sample's time instead of
 ``BAB_S``: with them the search alone decided the three images whose MILP had needed 104 to 303
-CPU-s (40, 224, 357), in 21 to 55 s each.
+CPU-s (40, 224, 357), in 16 to 46 s each (``results/bench_milp_500.md``).
 """
 
 from __future__ import annotations
