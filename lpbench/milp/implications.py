@@ -41,7 +41,7 @@ from typing import Callable
 
 import torch
 
-from lpbench.milp.bab import _backward, _Domains, _over_box
+from lpbench.milp.bab import _backward, _Domains, _over_box, _pruned
 
 #: Adam steps per bound (NOR-MLP-B at 0.02, image 40, target 8: 5, 10 and 20 steps gave 282k,
 #: 252k and 230k domains after 5.6, 9.1 and 15.3 s of tables; 5 decided it soonest).
@@ -119,7 +119,10 @@ def _knapsack(w: torch.Tensor, b: torch.Tensor, box, m, s, k, sign) -> torch.Ten
 def _tuned(wb, lo, hi, split, spec, same, box) -> torch.Tensor:
     """Sound lower bounds of ``spec . z`` (z: the pre-activations of ``wb``'s last layer) over
     domains ``lo``/``hi``/``split`` with ``- beta_out same`` added (``same``: ``s e_m`` for a split
-    of that layer), multipliers tuned in float32, evaluated in float64."""
+    of that layer), multipliers tuned in float32, evaluated in float64 (without the neurons
+    inactive and unsplit in every domain, which add nothing: :func:`lpbench.milp.bab._pruned`)."""
+    wb, view, _ = _pruned(wb, _Domains(torch.zeros(len(spec), dtype=torch.long), lo, hi, split, [], []))
+    lo, hi, split = view.lo, view.hi, view.split
     f32 = [t.to(torch.float32) for t in (*lo, *hi, *split)]
     n = len(lo)
     dom = _Domains(torch.zeros(len(spec), dtype=torch.long), f32[:n], f32[n:2 * n], f32[2 * n:], [], [])
