@@ -119,6 +119,31 @@ def test_a_deadline_keeps_the_finished_pairs_only():
     assert all(bool(torch.isinf(t).all()) for side in none.lo[0] for t in side)
 
 
+def test_a_deadline_within_a_pair_keeps_the_bounds_it_finished(monkeypatch):
+    """A clock that runs out after a few chunks: the bounds finished so far are those of the full
+    tables (nearest-to-stable first), the rest are left out, and the stabilising counts are kept
+    for what was finished."""
+    import lpbench.milp.implications as implications
+    rng = np.random.default_rng(12)
+    net = random_relu_net(rng, [6, 16, 3], "partial-pair")
+    x = rng.uniform(0.3, 0.7, 6)
+    label = int(np.argmax(net.logits64(x[None])[0]))
+    _, lo, hi, box = _root(net, x, label, Perturbation(0.3), "interval")
+    wb = dense_relu(net)
+    full = implied_bounds(wb, lo, hi, box, time.perf_counter() + 60, time.perf_counter)
+    monkeypatch.setattr(implications, "CHUNK", 16)
+    ticks = iter(range(10 ** 6))
+    part = implied_bounds(wb, lo, hi, box, 4.0, lambda: float(next(ticks)))
+    assert part.pairs == [] and 0 < part.rows < full.rows
+    done = torch.isfinite(part.lo[0][0][0]) | torch.isfinite(part.lo[0][1][0])
+    assert bool(done.any()) and not bool(done.all())
+    for side in (0, 1):
+        for mine, whole in ((part.lo[0][side][0], full.lo[0][side][0]), (part.hi[0][side][0], full.hi[0][side][0])):
+            kept = torch.isfinite(mine)
+            assert torch.allclose(mine[kept], whole[kept], rtol=1e-12, atol=1e-12)
+    assert part.stabilising() <= full.stabilising()
+
+
 def test_splits_take_the_implied_bounds_and_empty_domains_are_found():
     """A child of a split has the bounds the tables give for it, and a domain whose lower bound
     passes its upper bound is empty; the branching score prefers neurons that imply more."""

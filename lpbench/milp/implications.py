@@ -29,9 +29,9 @@ relaxations, and a domain where a lower bound passes its upper bound is empty. T
 the whole root set, hence in every domain of it and in any region inside it, such as the
 counterexample region of conditioned bounds (:mod:`lpbench.milp.conditional`).
 
-Only neurons of the same or the next layer are paired, the first hidden layer's pairs first; the
-computation stops at its deadline and keeps the pairs it finished (any subset of the tables is
-sound).
+Only neurons of the same or the next layer are paired, the first hidden layer's pairs first, and
+within a pair the bounds of the neurons nearest to stable first; the computation stops at its
+deadline and keeps the bounds it finished (any subset of the tables is sound).
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ class Implications:
     """``lo[i][s][j]`` (n_i, n_j): lower bounds of layer ``j``'s pre-activations implied by
     splitting neuron ``m`` (the row) of layer ``i`` to side ``s`` (-inf: none); ``hi`` the upper
     bounds (+inf: none); ``stab[i][j]`` (n_i, n_j): how many of ``m``'s two sides make ``k``
-    stable; ``pairs`` the layer pairs (i, j) finished, ``rows`` the bounds computed, ``time_s``
-    on the caller's clock."""
+    stable; ``pairs`` the layer pairs (i, j) finished (a deadline can leave one part done),
+    ``rows`` the bounds computed, ``time_s`` on the caller's clock."""
 
     lo: list
     hi: list
@@ -70,7 +70,7 @@ class Implications:
         return int(sum(int(t.sum()) for row in self.stab for t in row))
 
     def describe(self) -> str:
-        done = ", ".join(f"{i + 1}->{j + 1}" for i, j in self.pairs) or "none"
+        done = ", ".join(f"{i + 1}->{j + 1}" for i, j in self.pairs) or "none finished"
         return (f"implied bounds of single splits: {self.rows} bounds (layer pairs {done}), "
                 f"{self.stabilising()} make a neuron stable, {self.time_s:.1f} s")
 
@@ -168,6 +168,10 @@ def implied_bounds(wb, lo: list[torch.Tensor], hi: list[torch.Tensor], box, dead
             rows = _rows(units[i], units[j], i == j)
             if j == 0:
                 rows = rows[_informative(*wb[0], box, rows)]
+            # nearest to stable first (a lower bound of z_k must rise by -l_k, an upper one fall
+            # by u_k), so that a deadline leaves the bounds most likely to make a neuron stable
+            k, sign = rows[:, 2], rows[:, 3]
+            rows = rows[(torch.where(sign > 0, -lo[j][k], hi[j][k]) / (hi[j][k] - lo[j][k])).argsort(stable=True)]
             for c0 in range(0, len(rows), CHUNK):
                 if now() > deadline:
                     out.time_s = now() - t0
@@ -197,8 +201,8 @@ def implied_bounds(wb, lo: list[torch.Tensor], hi: list[torch.Tensor], box, dead
                     out.lo[i][sd][j][m[up], k[up]] = bound[up]
                     out.hi[i][sd][j][m[down], k[down]] = -bound[down]
                 out.rows += len(m)
-            stable = sum(((out.lo[i][sd][j] >= 0) | (out.hi[i][sd][j] <= 0)).to(torch.float64) for sd in (0, 1))
-            out.stab[i][j] = stable * ((lo[j] < 0) & (hi[j] > 0))[None]
+                stable = sum(((out.lo[i][sd][j] >= 0) | (out.hi[i][sd][j] <= 0)).to(torch.float64) for sd in (0, 1))
+                out.stab[i][j] = stable * ((lo[j] < 0) & (hi[j] > 0))[None]
             out.pairs.append((i, j))
     out.time_s = now() - t0
     return out
