@@ -195,6 +195,20 @@ def _pruned(wb, dom: _Domains) -> tuple[list, _Domains, list[torch.Tensor]]:
     return layers, view, keep
 
 
+def _ascend(opt: torch.optim.Optimizer, bound: torch.Tensor, alpha: list[torch.Tensor],
+            nonnegative: list[torch.Tensor]) -> None:
+    """One step of ``opt`` up the summed ``bound``, then back onto the multipliers' domain:
+    ``alpha`` in [0, 1], the ``nonnegative`` ones (beta) >= 0."""
+    opt.zero_grad()
+    (-bound.sum()).backward()
+    opt.step()
+    with torch.no_grad():
+        for t in alpha:
+            t.clamp_(0.0, 1.0)
+        for t in nonnegative:
+            t.clamp_(min=0.0)
+
+
 def _optimise(wb, dom: _Domains, label: int, n_out: int, box, steps: int):
     """Best bound per domain over ``steps`` Adam steps on alpha and beta, with the input
     coefficients and ReLU-output coefficients of the last step (on the neurons that can add to
@@ -212,14 +226,7 @@ def _optimise(wb, dom: _Domains, label: int, n_out: int, box, steps: int):
         best = torch.maximum(best, bound.detach())
         if step == steps:
             break
-        opt.zero_grad()
-        (-bound.sum()).backward()
-        opt.step()
-        with torch.no_grad():
-            for t in alpha:
-                t.clamp_(0.0, 1.0)
-            for t in beta:
-                t.clamp_(min=0.0)
+        _ascend(opt, bound, alpha, beta)
     full = {}
     for i, k in enumerate(keep):
         dom.alpha[i], dom.beta[i] = dom.alpha[i].clone(), dom.beta[i].clone()

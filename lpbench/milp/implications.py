@@ -41,7 +41,7 @@ from typing import Callable
 
 import torch
 
-from lpbench.milp.bab import _backward, _Domains, _over_box, _pruned
+from lpbench.milp.bab import _ascend, _backward, _Domains, _over_box, _pruned
 
 #: Adam steps per bound (NOR-MLP-B at 0.02, image 40, target 8: 5, 10 and 20 steps gave 282k,
 #: 252k and 230k domains after 5.6, 9.1 and 15.3 s of tables; 5 decided it soonest).
@@ -135,15 +135,7 @@ def _tuned(wb, lo, hi, split, spec, same, box) -> torch.Tensor:
     opt = torch.optim.Adam(alpha + beta + [out], lr=LR)
     with torch.enable_grad():
         for _ in range(STEPS):
-            bound = _backward(wb32, dom, spec32 - out * same32, box32, alpha, beta)[0]
-            opt.zero_grad()
-            (-bound.sum()).backward()
-            opt.step()
-            with torch.no_grad():
-                for t in alpha:
-                    t.clamp_(0.0, 1.0)
-                for t in (*beta, out):
-                    t.clamp_(min=0.0)
+            _ascend(opt, _backward(wb32, dom, spec32 - out * same32, box32, alpha, beta)[0], alpha, [*beta, out])
     f64 = [t.detach().to(torch.float64) for t in (*alpha, *beta, out)]
     dom64 = _Domains(dom.target, lo, hi, split, [], [])
     return _backward(wb, dom64, spec - f64[-1] * same, box, f64[:n], f64[n:2 * n])[0]
