@@ -16,7 +16,7 @@ from helpers import random_relu_net
 from lpbench.milp import tightened_bounds
 from lpbench.milp.bab import _branch, _Domains, _empty, _with_split, bab_search, dense_relu
 from lpbench.milp.implications import SampleImplications, implied_bounds
-from lpbench.problem import Perturbation
+from lpbench.problem import Perturbation, Status
 from lpbench.solvers import get_backend
 from test_bab import agrees_with_brute_force
 from test_milp import _net, _sample, mnist  # noqa: F401 (a fixture)
@@ -212,3 +212,21 @@ def test_a_zoo_target_is_decided_the_same_with_implied_bounds(mnist):
     without = bab_search(net, x, label, [7], pset, pre, time.perf_counter() + 120, time.perf_counter)
     assert with_tables.verified == (7,) and without.verified == (7,)
     assert with_tables.domains < without.domains / 2
+
+
+def test_the_implied_option_of_the_milp_method(mnist):
+    """NOR-MLP-B at 0.02, test image 66 (its MILP targets need the search for seconds): with
+    ``implied`` (the default) the targets' records name the implied bounds, with ``implied =
+    false`` none does, and both verify it; a value that is not a boolean is refused."""
+    from lpbench.methods import verify
+    from lpbench.zoo import load_model
+    net, pset = load_model("NOR-MLP-B"), Perturbation(0.02)
+    ids = np.array([66])
+    images, labels = mnist.images[ids], mnist.labels[ids]
+    runs = {flag: verify(net, images, labels, pset, ["milp"], ids=ids,
+                         options={"milp": {"implied": flag, "time_limit": 120}})[0] for flag in (True, False)}
+    assert runs[True].status is Status.VERIFIED and runs[False].status is Status.VERIFIED
+    notes = {flag: " ".join(t["message"] for t in o.stats["targets"]) for flag, o in runs.items()}
+    assert "implied bounds" in notes[True] and "implied bounds" not in notes[False]
+    with pytest.raises(ValueError, match="implied"):
+        verify(net, images, labels, pset, ["milp"], options={"milp": {"implied": 1}})

@@ -23,6 +23,9 @@ Options (``ctx.options["milp"]``):
 * ``bab`` (default true): on dense ReLU networks, a branch and bound with batched alpha/beta-CROWN
   bounds (:mod:`lpbench.milp.bab`) gets each open target for a few seconds before its MILP, and
   its conditioned bounds for the rest of the time before their MILP;
+* ``implied`` (default true, with ``bab``): a search still open after a second computes the
+  sample's implied bounds of single splits (:mod:`lpbench.milp.implications`) and goes on with
+  them for the rest of the sample's time;
 * ``cutoff`` (default true): each target's first MILP prunes every node whose bound reaches a
   small positive cutoff (only the sign of the margin matters; HiGHS only, CBC ignores it);
 * ``cheap`` (default true): before any bound tightening, a sample that IBP, CROWN or LP-GREEDY
@@ -59,7 +62,8 @@ from lpbench.solvers import get_backend
 
 DEFAULTS: dict[str, Any] = {"backend": "highs", "backend_options": {}, "time_limit": 3600.0,
                             "tightening": DEFAULT_TIGHTENING, "lp_backend": "highs", "targets": "each",
-                            "conditional": True, "split": True, "bab": True, "cutoff": True, "cheap": True,
+                            "conditional": True, "split": True, "bab": True, "implied": True, "cutoff": True,
+                            "cheap": True,
                             "clock": "cpu"}
 MILP_BACKENDS = ("highs", "pulp")
 
@@ -78,7 +82,7 @@ def options(ctx: Context) -> dict[str, Any]:
         raise ValueError(f"milp backend must be one of {MILP_BACKENDS}, got {opts['backend']!r}")
     if opts["targets"] not in TARGET_MODES:
         raise ValueError(f"milp targets must be one of {TARGET_MODES}, got {opts['targets']!r}")
-    for flag in ("conditional", "split", "bab", "cutoff", "cheap"):
+    for flag in ("conditional", "split", "bab", "implied", "cutoff", "cheap"):
         if not isinstance(opts[flag], bool):
             raise ValueError(f"milp {flag} must be true or false, got {opts[flag]!r}")
     if opts["clock"] not in CLOCKS:
@@ -120,7 +124,8 @@ def run(net: Network, batch: Batch, pset: Perturbation, ctx: Context) -> list[Ou
                 v = verify_sample(net, batch.images[i], label, pset, backend, float(opts["time_limit"]),
                                   opts["tightening"], lp_backend, targets=opts["targets"],
                                   conditional=opts["conditional"], cutoff=opts["cutoff"],
-                                  clock=opts["clock"], split=opts["split"], bab=opts["bab"])
+                                  clock=opts["clock"], split=opts["split"], bab=opts["bab"],
+                                  implied=opts["implied"])
                 lo, up = v.margins(net.n_classes)
                 out.append(Outcome("", int(batch.ids[i]), label, v.status, lo, up, v.counterexample,
                                    spent + cheap_s + v.tightening_s + v.solve_s,

@@ -156,7 +156,8 @@ def tolerance(lp: LinearProgram, c: np.ndarray, c0: float) -> float:
 def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, backend: Backend,
                   time_limit: float, tightening: str = DEFAULT_TIGHTENING, lp_backend: Backend | None = None,
                   model: MILP | None = None, targets: str = "each", conditional: bool = True,
-                  cutoff: bool = True, clock: str = "cpu", split: bool = True, bab: bool = True) -> SampleVerdict:
+                  cutoff: bool = True, clock: str = "cpu", split: bool = True, bab: bool = True,
+                  implied: bool = True) -> SampleVerdict:
     """Decide one correctly classified sample by MILP (``model``: a prebuilt MILP to use).
     ``targets``: ``"each"`` (a MILP per target left open by the LP relaxation) or ``"joint"``
     (one MILP over all of them, :func:`_joint`). ``conditional``: a target whose MILP is still
@@ -169,7 +170,8 @@ def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, b
     conditioned MILP leaves open after ``QUICK_S`` seconds goes to :func:`lpbench.milp.split.split_search`
     for the rest of the time. ``bab``: on dense ReLU networks each target (``targets="each"``) first gets ``BAB_S``
     seconds of :func:`lpbench.milp.bab.bab_search` on the sample's bounds, and the conditioned
-    bounds get it before their MILP (module doc)."""
+    bounds get it before their MILP (module doc); with ``implied`` (and ``bab``) a search open after
+    :data:`lpbench.milp.bab.TRIGGER_S` seconds goes on with the sample's implied bounds."""
     if targets not in TARGET_MODES:
         raise ValueError(f"targets must be one of {TARGET_MODES}, got {targets!r}")
     if not (isinstance(time_limit, (int, float)) and math.isfinite(time_limit) and time_limit > 0):
@@ -193,7 +195,8 @@ def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, b
     logits = net.logits64(x64[None])[0]
     order = [int(j) for j in np.argsort(logits[label] - logits, kind="stable") if j != label]
     t0 = now()
-    implied = _implications(net, x64, pset, model.pre, time_limit, t0 + time_limit, now) if bab else None
+    tables = (_implications(net, x64, pset, model.pre, time_limit, t0 + time_limit, now) if bab and implied
+              else None)
     results, cex, open_ = [], None, []
     with (lp_backend or backend).open(replace(model.rel.lp, integrality=None)) as session:
         for j in order:
@@ -214,7 +217,7 @@ def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, b
             if left <= 0:
                 results.append(_not_run(j))
                 continue
-            pre_bab = (_bab(net, x64, label, pset, model.pre, j, now() + min(left, BAB_S), now, implied,
+            pre_bab = (_bab(net, x64, label, pset, model.pre, j, now() + min(left, BAB_S), now, tables,
                             t0 + time_limit) if bab else None)
             if pre_bab is not None and (pre_bab[0].status is not Status.TIMEOUT or pre_bab[1] is not None):
                 results.append(pre_bab[0])
@@ -234,7 +237,7 @@ def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, b
             target, point = _judge(net, x64, label, pset, model, j, res, tol)
             if target.status is Status.TIMEOUT and first < left:
                 target, point = _conditioned(net, x64, label, pset, model, j, backend, lp_backend or backend,
-                                             t0 + time_limit, target, clock, split, bab, implied)
+                                             t0 + time_limit, target, clock, split, bab, tables)
             if pre_bab is not None:
                 target = replace(target, time_s=target.time_s + pre_bab[0].time_s,
                                  message=f"{pre_bab[0].message}; {target.message}".strip("; "))
