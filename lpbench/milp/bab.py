@@ -106,6 +106,14 @@ def dense_relu(net: Network) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
             for ly in layers[::2]]
 
 
+def root_bounds(net: Network, x64: np.ndarray, pset: Perturbation, pre: PreBounds):
+    """(lower, upper) bounds of each hidden layer's pre-activations from ``pre`` as flat float64
+    tensors, and the set's enclosing box (flat lower, upper) around ``x64``."""
+    lo = [torch.as_tensor(np.ravel(pre[i][0]), dtype=torch.float64) for i in net.activation_indices]
+    hi = [torch.as_tensor(np.ravel(pre[i][1]), dtype=torch.float64) for i in net.activation_indices]
+    return lo, hi, tuple(t.reshape(-1) for t in pset.enclosing_box(torch.as_tensor(x64)))
+
+
 @dataclass(eq=False)
 class _Domains:
     """A batch of domains: ``target`` (D,), ``lo``/``hi``/``split`` per hidden layer (D, n_i),
@@ -295,11 +303,10 @@ def bab_search(net: Network, x: np.ndarray, label: int, targets: list[int], pset
         return None
     t0 = now()
     x64 = np.asarray(x, np.float64)
-    xl, xu = (t.reshape(-1) for t in pset.enclosing_box(torch.as_tensor(x64)))
-    box = (xl, xu)
-    acts = net.activation_indices
-    lo = [torch.as_tensor(np.ravel(pre[i][0]), dtype=torch.float64)[None].repeat(len(targets), 1) for i in acts]
-    hi = [torch.as_tensor(np.ravel(pre[i][1]), dtype=torch.float64)[None].repeat(len(targets), 1) for i in acts]
+    lo, hi, box = root_bounds(net, x64, pset, pre)
+    xl, xu = box
+    lo = [t[None].repeat(len(targets), 1) for t in lo]
+    hi = [t[None].repeat(len(targets), 1) for t in hi]
     roots = _Domains(torch.as_tensor(targets, dtype=torch.long), lo, hi, [torch.zeros_like(t) for t in lo],
                      [(u > -l).to(torch.float64) for l, u in zip(lo, hi)], [torch.zeros_like(t) for t in lo])
     pool, stuck, least = [roots], set(), {}  # pool: chunks of domains, the newest first

@@ -62,7 +62,7 @@ import scipy.sparse as sp
 import torch
 
 from lpbench.attacks.pgd import recheck
-from lpbench.milp.bab import bab_search, dense_relu
+from lpbench.milp.bab import bab_search, dense_relu, root_bounds
 from lpbench.milp.conditional import conditional_bounds
 from lpbench.milp.formulation import DEFAULT_TIGHTENING, MILP, milp, tightened_bounds
 from lpbench.milp.implications import SampleImplications
@@ -263,10 +263,7 @@ def _implications(net: Network, x64: np.ndarray, pset: Perturbation, pre, time_l
     wb = dense_relu(net)
     if wb is None:
         return None
-    lo = [torch.as_tensor(np.ravel(pre[i][0]), dtype=torch.float64) for i in net.activation_indices]
-    hi = [torch.as_tensor(np.ravel(pre[i][1]), dtype=torch.float64) for i in net.activation_indices]
-    box = tuple(t.reshape(-1) for t in pset.enclosing_box(torch.as_tensor(x64)))
-    return SampleImplications(wb, lo, hi, box, IMPLIED_SHARE * time_limit, deadline, now)
+    return SampleImplications(wb, *root_bounds(net, x64, pset, pre), IMPLIED_SHARE * time_limit, deadline, now)
 
 
 def _bab(net, x64, label, pset, pre, j: int, deadline: float, now, implied: SampleImplications | None = None,
