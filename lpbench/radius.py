@@ -13,8 +13,16 @@ re-checked adversarial example. Both are found by bisection on a bracket ``[lo, 
   such guarantee; bisection assumes it.
 * attack: ``hi`` is the smallest probed epsilon where the attack succeeded (the reported radius,
   a concrete adversarial example lies within it), ``lo`` the largest failed probe below it.
+* exact (a complete method, the MILP, bracketing the minimum distortion itself): ``lo`` the
+  largest verified epsilon, ``hi`` the smallest falsified one (a re-checked counterexample), and
+  the probes in between that timed out (or ended unknown) are *open*: they bound nothing, and the
+  search goes on around them, first below the lowest open probe (raising ``lo``), then above the
+  highest (where a falsified probe lowers ``hi``, a verified one raises ``lo``). A certify search
+  reads a timeout as a failure and bisects below it, so its upper end stays at its first timeout
+  or the attacked radius, however far the minimum distortion lies from it.
 
-The search stops when ``hi - lo <= tol``. Probes are kept as ``{eps: success}`` so that a search
+The search stops when ``hi - lo <= tol`` (exact: or when both gaps around the open probes are
+within ``tol``, or :data:`MAX_OPEN` probes are open). Probes are kept as ``{eps: success}`` so that a search
 can be replayed from stored outcomes (see :mod:`lpbench.experiments.table2`) and resumed.
 """
 
@@ -31,23 +39,45 @@ from lpbench.problem import Outcome, Perturbation, Status
 
 #: Default absolute tolerance of the bisection (Table 2 reports epsilon x 1e-3 to one decimal).
 TOL = 1e-4
+#: What an exact search's probe says when it timed out or ended unknown: nothing about either end.
+OPEN = "open"
+#: An exact search stops once this many open probes lie inside its bracket: near the minimum
+#: distortion every probe may time out (NOR-MLP-2-100 at 60 s per probe), and each costs the limit.
+MAX_OPEN = 8
+KINDS = ("certify", "attack", "exact")
 
 
 @dataclass(frozen=True)
 class Bracket:
-    """``lo <= radius <= hi`` from the probes so far; ``kind`` is "certify" or "attack"."""
+    """``lo <= radius <= hi`` from the probes so far; ``kind`` one of :data:`KINDS`; ``open``
+    (exact) the open probes strictly between ``lo`` and ``hi``, ascending."""
 
     lo: float
     hi: float
     kind: str
+    open: tuple[float, ...] = ()
 
     @property
     def radius(self) -> float:
-        """The reported radius: the verified ``lo`` (certify) or the attacked ``hi`` (attack)."""
-        return self.lo if self.kind == "certify" else self.hi
+        """The reported radius: the verified ``lo`` (certify, exact) or the attacked ``hi`` (attack)."""
+        return self.hi if self.kind == "attack" else self.lo
 
     def done(self, tol: float) -> bool:
+        if self.kind == "exact":
+            return self._gap(tol) is None
         return not math.isfinite(self.hi) or self.hi - self.lo <= tol
+
+    def _gap(self, tol: float) -> tuple[float, float] | None:
+        """Exact: the gap to probe next, below the lowest open probe, else above the highest;
+        None when both are within ``tol`` (or ``hi`` is not finite)."""
+        tol = tol * (1 + 1e-9)  # a gap of tol computed as a difference is not left open by rounding
+        if not math.isfinite(self.hi) or self.hi - self.lo <= tol or len(self.open) >= MAX_OPEN:
+            return None
+        below = (self.lo, self.open[0] if self.open else self.hi)
+        if below[1] - below[0] > tol:
+            return below
+        above = (self.open[-1], self.hi) if self.open else None
+        return above if above is not None and above[1] - above[0] > tol else None
 
     def next_probe(self, tol: float, grow: float | None = None) -> float | None:
         """The midpoint to probe next, or None when the bracket is narrow enough. ``grow``
@@ -56,21 +86,29 @@ class Bracket:
         (LP-ALL, LP-LAST, the MILP) the probes far above the radius are the expensive ones."""
         if self.done(tol):
             return None
-        mid = 0.5 * (self.lo + self.hi)
-        if grow is not None and self.kind == "certify" and self.lo > 0:
+        a, b = self._gap(tol) if self.kind == "exact" else (self.lo, self.hi)
+        mid = 0.5 * (a + b)
+        if grow is not None and self.kind != "attack" and a == self.lo and self.lo > 0:
             return min(mid, grow * self.lo)
         return mid
 
 
-def bracket(probes: Mapping[float, bool], lo: float, hi: float, kind: str) -> Bracket:
-    """The bracket implied by ``probes`` (eps -> success) inside the initial ``[lo, hi]``.
+def bracket(probes: Mapping[float, bool | str], lo: float, hi: float, kind: str) -> Bracket:
+    """The bracket implied by ``probes`` (eps -> :func:`success`) inside the initial ``[lo, hi]``.
 
     ``success`` means verified (certify) or adversarial example found (attack). For certify, the
     initial ``lo`` must be an epsilon known to be certified (0, or a dominated method's radius)
     and ``hi`` one known not to be (an attacked radius, or the search limit); for attack, ``hi``
-    an epsilon with a known adversarial example (or inf) and ``lo`` one without."""
-    if kind not in ("certify", "attack"):
-        raise ValueError(f"kind must be 'certify' or 'attack', got {kind!r}")
+    an epsilon with a known adversarial example (or inf) and ``lo`` one without. For exact, ``lo``
+    as for certify and ``hi`` an epsilon with a known adversarial example (or the search limit);
+    True is verified, False falsified and :data:`OPEN` neither."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if kind == "exact":
+        lo = max([lo, *(e for e, ok in probes.items() if ok is True)])
+        hi = max(lo, min([hi, *(e for e, ok in probes.items() if ok is False)]))
+        return Bracket(float(lo), float(hi), kind,
+                       tuple(sorted(float(e) for e, ok in probes.items() if ok == OPEN and lo < e < hi)))
     if kind == "certify":
         lo = max([lo, *(e for e, ok in probes.items() if ok)])
         hi = min([hi, *(e for e, ok in probes.items() if not ok and e > lo)])
@@ -81,12 +119,15 @@ def bracket(probes: Mapping[float, bool], lo: float, hi: float, kind: str) -> Br
     return Bracket(float(lo), float(hi), kind)
 
 
-def success(kind: str, status: Status | str) -> bool | None:
+def success(kind: str, status: Status | str) -> bool | str | None:
     """What a probe's outcome says: verified (certify) or attacked (attack) -> True; an error
-    -> None (it decides nothing; a replay runs that probe again); anything else -> False."""
+    -> None (it decides nothing; a replay runs that probe again); anything else -> False. For
+    exact: verified -> True, falsified -> False, timeout or unknown -> :data:`OPEN`."""
     status = Status(status)
     if status is Status.ERROR:
         return None
+    if kind == "exact":
+        return True if status is Status.VERIFIED else False if status is Status.FALSIFIED else OPEN
     return status is (Status.VERIFIED if kind == "certify" else Status.FALSIFIED)
 
 
@@ -110,11 +151,13 @@ def search(net, image: np.ndarray, label: int, method: str, *, kind: str | None 
            device: str = "cpu", max_probes: int = 64, grow: float | None = None) -> Radius:
     """Bisect one sample's radius for one registered method in this process.
 
-    ``kind`` defaults to "attack" for attack methods (PGD) and "certify" otherwise. ``known``:
-    probes already run (eps -> success), e.g. read back from the store, to resume from. ``grow``:
-    see :meth:`Bracket.next_probe`. A sample
+    ``kind`` defaults to "attack" for attack methods (PGD) and "certify" otherwise ("exact" for
+    a complete method whose falsified probes carry counterexamples, module doc). ``known``:
+    probes already run (eps -> :func:`success`), e.g. read back from the store, to resume from.
+    ``grow``: see :meth:`Bracket.next_probe`. A sample
     misclassified at x gets one probe at epsilon 0 (falsified) and radius 0. An ``error`` or
-    ``timeout`` at a probe counts as not verified / not attacked, so the radius stays sound."""
+    ``timeout`` at a probe counts as not verified / not attacked (exact: as open), so the radius
+    stays sound."""
     from lpbench.methods import get_method
 
     kind = kind or ("attack" if get_method(method).kind == "attack" else "certify")
@@ -123,11 +166,12 @@ def search(net, image: np.ndarray, label: int, method: str, *, kind: str | None 
     img = np.asarray(image, np.float32)[None]
     probes: dict[float, bool] = dict(known or {})
     log: list[tuple[float, Outcome]] = []
-    hi_cert = hi if kind == "certify" else math.inf
+    hi_cert = math.inf if kind == "attack" else hi
 
     def probe(eps: float) -> Bracket:
         o = _run(net, img, label, method, eps, norm, options, device)
-        probes[float(eps)] = bool(success(kind, o.status))  # an error counts as a failed probe here
+        ok = success(kind, o.status)  # here an error counts as a failed probe (exact: an open one)
+        probes[float(eps)] = (OPEN if ok is None else ok) if kind == "exact" else bool(ok)
         log.append((float(eps), o))
         return bracket(probes, lo, hi_cert, kind)
 

@@ -23,8 +23,8 @@ from lpbench.experiments import table2 as t2
 from lpbench.methods import verify
 from lpbench.milp.distortion import min_distortion
 from lpbench.network import Network
-from lpbench.problem import Perturbation, Status
-from lpbench.radius import Bracket, bracket, search
+from lpbench.problem import Outcome, Perturbation, Status
+from lpbench.radius import MAX_OPEN, OPEN, Bracket, bracket, search, success
 from lpbench.solvers import get_backend
 
 CERTIFIERS = ("ibp", "crown", "lp-greedy", "lp-last", "lp-all", "milp")
@@ -54,6 +54,69 @@ def test_bracket_by_hand() -> None:
     assert b.radius == 0.2 and b.hi == 0.5
     with pytest.raises(ValueError):
         bracket({}, 0.0, 1.0, "sideways")
+
+
+def test_exact_bracket_goes_on_around_open_probes() -> None:
+    """A timed-out (open) probe bounds neither end: the exact search bisects below the lowest
+    open probe, then above the highest, where a falsified probe lowers ``hi``."""
+    b = bracket({0.02: True, 0.03: OPEN, 0.05: False}, 0.01, 0.06, "exact")
+    assert (b.lo, b.hi, b.open, b.radius) == (0.02, 0.05, (0.03,), 0.02)
+    assert b.next_probe(1e-3) == pytest.approx(0.025) and b.next_probe(1e-3, 1.1) == pytest.approx(0.022)
+    b = bracket({0.02: True, 0.0205: OPEN, 0.03: OPEN, 0.05: False}, 0.01, 0.06, "exact")
+    assert b.next_probe(1e-3) == pytest.approx(0.04) and not b.done(1e-3)
+    # a falsified probe above the open ones lowers hi; one below lo is not an open probe of the bracket
+    b = bracket({0.02: True, 0.015: OPEN, 0.0205: OPEN, 0.03: OPEN, 0.0305: False}, 0.01, 0.06, "exact")
+    assert (b.hi, b.open) == (0.0305, (0.0205, 0.03)) and b.done(1e-3) and b.next_probe(1e-3) is None
+    # certify reads the same timeout as a failure: its upper end stays on it
+    assert bracket({0.02: True, 0.03: False, 0.05: False}, 0.01, 0.06, "certify").hi == 0.03
+    # MAX_OPEN open probes inside the bracket end the search; the radius is still a verified epsilon
+    many = {0.02 + 0.001 * k: OPEN for k in range(1, MAX_OPEN + 1)}
+    b = bracket({0.02: True, **many, 0.5: False}, 0.0, 0.5, "exact")
+    assert b.done(1e-4) and b.radius == 0.02
+    assert success("exact", Status.TIMEOUT) == OPEN and success("exact", "unknown") == OPEN
+    assert success("exact", Status.FALSIFIED) is False and success("exact", Status.VERIFIED) is True
+    assert success("exact", Status.ERROR) is None
+
+
+def _oracle(threshold: float, window: float):
+    """A complete method by hand: verified below ``threshold - window``, falsified from
+    ``threshold + window`` on, timeout between (where a real MILP runs out of time)."""
+    def run(net, batch, pset, ctx):
+        e = pset.eps
+        status = Status.VERIFIED if e < threshold - window else Status.FALSIFIED if e >= threshold + window \
+            else Status.TIMEOUT
+        return [Outcome("", int(i), int(y), status) for i, y in zip(batch.ids, batch.labels)]
+    return run
+
+
+@pytest.mark.parametrize("threshold, window", [(0.0333, 0.004), (0.0333, 0.0), (0.2, 0.15)])
+def test_exact_search_brackets_past_its_timeouts(threshold: float, window: float) -> None:
+    """With probes that time out near the threshold, the exact search still ends with ``lo`` a
+    verified and ``hi`` a falsified epsilon, each within tol of the timeout window (unless
+    MAX_OPEN probes timed out first); the certify search stops below the window with its upper
+    end on a timeout."""
+    from lpbench.methods import REGISTRY, Method, register
+    name = "test-oracle"
+    register(Method(name, _oracle(threshold, window), "user", "hand-made complete method"))
+    try:
+        net = _net(0)
+        x, y = _correct_point(net, 0)
+        tol = 1e-3
+        ex = search(net, x, y, name, kind="exact", lo=0.0, hi=0.5, tol=tol, grow=1.25)
+        states = {e: o.status for e, o in ex.probes}
+        assert states[ex.lo] is Status.VERIFIED or ex.lo == 0.0
+        assert states.get(ex.hi, Status.FALSIFIED) is Status.FALSIFIED
+        assert ex.lo < threshold - window <= ex.lo + tol or len([e for e, s in states.items()
+                                                                   if s is Status.TIMEOUT]) >= MAX_OPEN
+        opens = sorted(e for e, s in states.items() if s is Status.TIMEOUT and ex.lo < e < ex.hi)
+        if len(opens) < MAX_OPEN:
+            assert ex.hi >= threshold + window and ex.hi - (opens[-1] if opens else ex.lo) <= tol
+        ce = search(net, x, y, name, kind="certify", lo=0.0, hi=0.5, tol=tol, grow=1.25)
+        assert ce.radius == pytest.approx(ex.radius, abs=tol)
+        if window > 0:
+            assert ce.hi < threshold + window  # a timeout, not a counterexample
+    finally:
+        REGISTRY.pop(name)
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -15,8 +15,10 @@ Brackets: PGD on [0, eps_max]; IBP, CROWN, LP-GREEDY and registered user methods
 [0, eps_max]; LP-LAST and LP-ALL on [r(LP-GREEDY), r(PGD)] (both dominate LP-GREEDY, Section 4
 of the paper, and no sound bound exceeds an attacked radius); the MILP on [r(LP-ALL) (or
 r(LP-GREEDY)), r(PGD)]; these three gallop up from the lower end (each probe at most ``GROW``
-times the largest certified epsilon so far) until a probe fails, then bisect. Tolerance ``tol``
-(absolute). Per model: the mean radius of each method
+times the largest certified epsilon so far) until a probe fails, then bisect. The MILP's search is
+exact (:mod:`lpbench.radius`): a probe that timed out is open, not failed, and the search goes on
+below the lowest open probe and then above the highest, so a probe falsified there still lowers
+its upper end (at most ``MAX_OPEN`` open probes). Tolerance ``tol`` (absolute). Per model: the mean radius of each method
 (x 1e-3, as in the paper), and per certifier the median over the samples of the percentage gap
 100 (r_PGD - r) / r_PGD with a distribution-free 95% interval for the median (order statistics
 of the binomial(n, 1/2)).
@@ -174,7 +176,7 @@ class _Searches:
         return min(lo, hi), (hi if math.isfinite(hi) else self.spec.eps_max)
 
     def kind(self, method: str) -> str:
-        return "attack" if method == "pgd" else "certify"
+        return "attack" if method == "pgd" else "exact" if method == "milp" else "certify"
 
     def bracket(self, model: str, method: str, sample: int) -> Bracket | None:
         """The current bracket (not done while the search has not run), or None while the
@@ -189,7 +191,7 @@ class _Searches:
             return bracket(probes, s[0], math.inf, "attack")
         if 0.0 in probes and not probes[0.0]:  # misclassified at x (or failing at epsilon 0)
             return Bracket(0.0, 0.0, "certify")
-        return bracket(probes, *s, "certify")
+        return bracket(probes, *s, self.kind(method))
 
     def done(self, key: tuple[str, str, int]) -> bool:
         b = self.bracket(*key)
@@ -296,7 +298,7 @@ def radii(spec: Table2Spec, s: _Searches) -> pd.DataFrame:
     the search finished. For the MILP also ``upper``: the smallest epsilon with a re-checked
     counterexample (a MILP-falsified probe, or the attacked radius), so the minimum distortion lies
     in (radius, upper]; ``exact`` when that interval is within the tolerance. A probe that timed
-    out bounds nothing: the bracket's ``hi`` may sit on one, ``upper`` never does."""
+    out bounds nothing: ``upper`` never sits on one (nor, for the MILP's exact search, ``hi``)."""
     times, falsified = {}, {}
     for m in dict.fromkeys(spec.methods):
         f = s.st.frame(spec.key(m))
