@@ -22,7 +22,11 @@ closed. Otherwise the input that minimises its linear bound is re-checked as a c
 unstable neuron whose chord costs its bound most (the intercept score of BaBSR, Bunel et al.
 2020). The split constraints reach the earlier layers only through ``beta``: later layers' bounds
 are not recomputed (on NOR-MLP-B that recomputation made the search slower, not faster). A domain
-with no unstable neuron left and a bound <= 0 is left open: the caller goes on with the MILP. A
+with no unstable neuron left and a bound <= 0 gets one exact LP (:func:`_leaf`: the network is
+affine there): a certified bound > 0 closes it, a minimiser that re-checks is a counterexample,
+anything else (a tie at 0) leaves its target open for the caller's MILP. On ADV-MLP-2-100, test
+image 8491 at epsilon 0.1436 (0.0001 above its verified radius), such domains had sent target 3
+to the MILP, which timed out at 60 s; with their LPs the search falsifies it in 1.1 s. A
 target is verified when every domain of it closed; the domains of a target cover its whole root.
 
 A search still open after ``TRIGGER_S`` seconds asks for the sample's implied bounds of single
@@ -85,9 +89,11 @@ class BabResult:
     time_s: float
     empty: int = 0
     implied: Implications | None = None
+    leaves: int = 0
 
     def describe(self) -> str:
         note = f"; {self.empty} empty" if self.empty else ""
+        note += f"; {self.leaves} closed by their exact LP" if self.leaves else ""
         note += f"; with {self.implied.describe()}" if self.implied is not None else ""
         return (f"beta-CROWN branch and bound: {self.domains} domains in {self.batches} batches, "
                 f"{self.time_s:.1f} s{note}")
@@ -289,6 +295,56 @@ def _branch(dom: _Domains, coef: dict[int, torch.Tensor], tables: Implications |
     return torch.where(best < 0, -1, layer), neuron
 
 
+def _leaf(wb, dom: _Domains, d: int, label: int, box) -> tuple[str, float | np.ndarray | None]:
+    """Decide domain ``d``, which has no unstable neuron left, by one LP. On the domain every
+    neuron's phase is known (its bounds, valid there, or its split), so the network is the affine
+    map ``x -> A x + c`` of that pattern, and the domain is the box cut by the split rows
+    ``s z_k(x) >= 0``: the minimum of the margin over the box and those rows is its exact minimum
+    over the domain. The rows are widened, and the LP's certified bound (from its duals,
+    :mod:`lpbench.solvers.certify`) lowered, by ``REL_SLACK`` times the magnitudes of the float64
+    products that built them plus ``ABS_SLACK``, so the LP's set holds the domain and its bound
+    holds for the exact map. Returns ("closed", bound > 0), ("empty", None) (proved infeasible,
+    :meth:`lpbench.solvers.base.Backend.proves_infeasible`), ("point", the LP's minimiser, for the
+    caller to re-check) or ("open", None): a tie at 0, or an LP not solved."""
+    import scipy.sparse as sp
+
+    from lpbench.solvers import get_backend
+    from lpbench.solvers.base import LinearProgram, LPStatus
+
+    xl, xu = (t.numpy() for t in box)
+    reach = np.maximum(np.abs(xl), np.abs(xu))
+    w, b = (t.numpy() for t in wb[0])
+    a, c, a_mag, c_mag = w, b, np.abs(w), np.abs(b)
+    rows, lo_rows = [], []
+    for i in range(len(dom.lo)):
+        split = dom.split[i][d].numpy()
+        for k in np.nonzero(split)[0]:
+            slack = REL_SLACK * (a_mag[k] @ reach + c_mag[k]) + ABS_SLACK
+            rows.append(split[k] * a[k])
+            lo_rows.append(-split[k] * c[k] - slack)
+        on = (dom.lo[i][d].numpy() >= 0) | (split > 0)
+        w, b = (t.numpy() for t in wb[i + 1])
+        a, c = w @ (a * on[:, None]), w @ (c * on) + b
+        a_mag, c_mag = np.abs(w) @ (a_mag * on[:, None]), np.abs(w) @ (c_mag * on) + np.abs(b)
+    j = int(dom.target[d])
+    g, g0 = a[label] - a[j], float(c[label] - c[j])
+    err = REL_SLACK * ((a_mag[label] + a_mag[j]) @ reach + c_mag[label] + c_mag[j]) + ABS_SLACK
+    n_in = len(xl)
+    lp = LinearProgram(sp.csr_matrix(np.array(rows).reshape(len(rows), n_in)), np.array(lo_rows, np.float64),
+                       np.full(len(rows), np.inf), xl.astype(np.float64), xu.astype(np.float64))
+    backend = get_backend("highs")
+    with backend.open(lp) as session:
+        res = session.minimize(g, g0)
+    if res.status is LPStatus.OPTIMAL:
+        bound = res.certified_bound - err
+        if bound > 0:
+            return "closed", float(bound)
+        return ("point", res.primal) if res.primal is not None else ("open", None)
+    if res.status is LPStatus.INFEASIBLE and backend.proves_infeasible(lp):
+        return "empty", None
+    return "open", None
+
+
 def bab_search(net: Network, x: np.ndarray, label: int, targets: list[int], pset: Perturbation,
                pre: PreBounds, deadline: float, now: Callable[[], float],
                implied: SampleImplications | None = None, until: float | None = None) -> BabResult | None:
@@ -311,7 +367,7 @@ def bab_search(net: Network, x: np.ndarray, label: int, targets: list[int], pset
                      [(u > -l).to(torch.float64) for l, u in zip(lo, hi)], [torch.zeros_like(t) for t in lo])
     pool, stuck, least = [roots], set(), {}  # pool: chunks of domains, the newest first
     held = len(roots)
-    domains = batches = empty = 0
+    domains = batches = empty = leaves = 0
     tables = implied.tables if implied is not None else None
     if tables is not None and until is not None:
         deadline = until
@@ -353,7 +409,22 @@ def bab_search(net: Network, x: np.ndarray, label: int, targets: list[int], pset
                                          now() - t0, empty, tables)
             layer, neuron = _branch(live, {i: c[alive] for i, c in coef.items()}, tables)
             done = layer < 0
-            stuck |= {int(t) for t in live.target[done]}
+            for d in torch.nonzero(done).flatten().tolist():
+                j = int(live.target[d])
+                verdict, value = _leaf(wb, live, d, label, box)
+                if verdict == "closed":
+                    least[j] = min(least.get(j, value), value)
+                    leaves += 1
+                    continue
+                if verdict == "empty":
+                    empty += 1
+                    continue
+                if verdict == "point":
+                    point, margins, ok = recheck(net, value.reshape(net.input_shape), x64, label, pset)
+                    if ok:
+                        return BabResult((), {}, tuple(targets), point, j, float(margins[j]), domains, batches,
+                                         now() - t0, empty, tables, leaves)
+                stuck.add(j)
             keep = torch.nonzero(~done).flatten()
             if len(keep):
                 live, layer, neuron = live.take(keep), layer[keep], neuron[keep]
@@ -373,4 +444,4 @@ def bab_search(net: Network, x: np.ndarray, label: int, targets: list[int], pset
     # conditioned region the caller's LPs did not find empty), so that is not taken as a proof
     verified = tuple(t for t in targets if t not in left and t in least)
     return BabResult(verified, {t: least[t] for t in verified}, tuple(t for t in targets if t not in verified),
-                     None, None, float("nan"), domains, batches, now() - t0, empty, tables)
+                     None, None, float("nan"), domains, batches, now() - t0, empty, tables, leaves)

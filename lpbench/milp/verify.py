@@ -41,7 +41,8 @@ On dense ReLU networks (``bab=True``, the default) a branch and bound with batch
 propagation (:mod:`lpbench.milp.bab`) comes first: each target the LP relaxation leaves open gets
 ``BAB_S`` seconds of it on the sample's bounds before its MILP, and once its bounds are
 conditioned, the rest of the time on them before their MILP (which then runs only if the search
-stopped early: a domain with nothing left to split, or too many domains held). On NOR-MLP-B at
+stopped early: a domain with nothing left to split whose exact LP ties at 0, or too many domains
+held). On NOR-MLP-B at
 0.02 it decides in 3 to 29 CPU-s five test images (66, 191, 244, 251, 443) that the MILP and the
 LP split search alone took 62 to 240 s for. A search still open after
 :data:`lpbench.milp.bab.TRIGGER_S` seconds computes the sample's implied bounds of single splits
