@@ -145,11 +145,15 @@ class Store:
         written = self._db.total_changes - before
         return written, len(rows) - written
 
-    def delete(self, experiment: str, model: str, epsilon: float, norm: str, method: str,
+    def delete(self, experiment: str, model: str, epsilon: float | None, norm: str, method: str,
                statuses: Iterable[str] | None = None) -> int:
-        """Remove one method's outcomes (only those with the given statuses, if any)."""
-        q = "DELETE FROM outcomes WHERE experiment=? AND model=? AND epsilon=? AND norm=? AND method=?"
-        args = [experiment, model, float(epsilon), norm, method]
+        """Remove one method's outcomes at ``epsilon`` (None: at every epsilon; only those with the
+        given statuses, if any)."""
+        q = "DELETE FROM outcomes WHERE experiment=? AND model=? AND norm=? AND method=?"
+        args = [experiment, model, norm, method]
+        if epsilon is not None:
+            q += " AND epsilon=?"
+            args.append(float(epsilon))
         if statuses is not None:
             statuses = list(statuses)
             q += f" AND status IN ({','.join('?' * len(statuses))})"

@@ -227,6 +227,27 @@ def test_table2_orders_and_resumes(table2_run) -> None:
     assert rep2.tasks == 0 and per_again.radius.tolist() == per_sample.radius.tolist()
 
 
+def test_table2_runs_its_timed_out_probes_again(table2_run) -> None:
+    """``rerun="timeouts"`` removes the stored probes that timed out (here one LP-ALL probe marked
+    so by hand), and the search runs again from the others to the same radius."""
+    from lpbench.store import Store
+    spec, store, _, per_sample, _ = table2_run
+    with Store(store) as st:
+        f = st.frame(spec.key("lp-all"))
+        r = float(per_sample.set_index("method").radius["lp-all"])
+        eps = float(f[(f.method == "lp-all") & (f.epsilon > r)].epsilon.min())
+        st.add(spec.key("lp-all"), "NOR-MLP-2-100", eps, "linf", [Outcome("lp-all", 6139, 0, Status.TIMEOUT)])
+    _, per_mid, rep = t2.run_table2(spec, store, workers=1)
+    assert rep.tasks == 0 and rep.dropped == 0  # a timeout is a failed probe: the bracket stands
+    _, per_again, rep = t2.run_table2(spec, store, workers=1, rerun="timeouts")
+    assert rep.dropped == 1 and rep.tasks >= 1
+    assert per_again.radius.tolist() == per_sample.radius.tolist()
+    with Store(store) as st:
+        assert not (st.frame(spec.key("lp-all")).status == "timeout").any()
+    with pytest.raises(LpbenchError, match="rerun"):
+        t2.run_table2(spec, store, workers=1, rerun="failed")
+
+
 def test_table2_interrupted_keeps_its_probes(table2_run, tmp_path) -> None:
     """Each probe is stored when it returns: a run stopped after its third probe keeps those three,
     and the resumed run ends with the same radii as the uninterrupted one."""

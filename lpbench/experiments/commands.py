@@ -68,10 +68,12 @@ class _Bar:
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes of the embedded cluster (default: one per core).")
 @click.option("--scheduler", default=None, help="A running dask scheduler, e.g. tcp://host:8786.")
+@click.option("--rerun", type=click.Choice(["timeouts"]), default=None,
+              help="Run the stored probes of these models that timed out again (the searches go on from there).")
 @click.option("--store", type=click.Path(dir_okay=False), default="results/lpbench.sqlite", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True)
 def table2(models, methods, lp_all, milp_models, samples, quick, tol, eps_max, time_limit, workers,
-           scheduler, store, out) -> None:
+           scheduler, rerun, store, out) -> None:
     """Table 2 and Figure 3: certified and attacked minimum l_inf distortion on the ten test
     samples for the experiment-2 MNIST models (bisection searches, resumable, on dask)."""
     from lpbench.experiments import table2 as t2
@@ -102,9 +104,11 @@ def table2(models, methods, lp_all, milp_models, samples, quick, tol, eps_max, t
     bar = _Bar()
     try:
         table, per_sample, report = t2.run_table2(spec, store, scheduler=scheduler, workers=workers,
-                                                  progress=bar.progress, on_start=bar.start)
+                                                  progress=bar.progress, on_start=bar.start, rerun=rerun)
     finally:
         bar.close()
+    if rerun:
+        click.echo(f"ran again: {report.dropped} stored probe(s) that had timed out")
     proj = t2.lp_all_projections(spec, per_sample, store)
     if len(proj):
         cols = [f"{c}_{end}" for c in ("eps", "unstable", "probe_s", "cpu_h") for end in ("low", "high")]

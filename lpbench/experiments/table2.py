@@ -135,10 +135,12 @@ class Table2Spec:
 
 @dataclass
 class Report:
-    """``written`` probes stored, ``tasks`` probe tasks run, ``searches`` searches finished,
-    ``open`` searches left open by an error (run again next time)."""
+    """``written`` probes stored, ``dropped`` timed-out probes removed to run again, ``tasks``
+    probe tasks run, ``searches`` searches finished, ``open`` searches left open by an error (run
+    again next time)."""
 
     written: int = 0
+    dropped: int = 0
     tasks: int = 0
     searches: int = 0
     open: int = 0
@@ -211,8 +213,13 @@ class _Searches:
 
 def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers: int | None = None,
                progress: Callable[[Report, int], None] | None = None,
-               on_start: Callable[[str, int], None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, Report]:
-    """Run (or resume) every search of ``spec``; returns (per-model table, per-sample radii, report)."""
+               on_start: Callable[[str, int], None] | None = None,
+               rerun: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, Report]:
+    """Run (or resume) every search of ``spec``; returns (per-model table, per-sample radii, report).
+    ``rerun="timeouts"`` first removes the stored probes of ``spec``'s models that timed out, so
+    the searches run them again (e.g. after a change to the MILP, or with another machine's time)."""
+    if rerun not in (None, "timeouts"):
+        raise LpbenchError(f"rerun must be 'timeouts' or None, got {rerun!r}")
     from distributed import as_completed
 
     from lpbench.plugins import shipped
@@ -224,6 +231,9 @@ def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers
     ids = _ids(spec)
     with Store(store) as st:
         st.save_sweep(spec.name, spec.to_json())
+        if rerun == "timeouts":
+            report.dropped = sum(st.delete(spec.key(m), model, None, spec.norm, m, ["timeout"])
+                                 for model in spec.models for m in spec.methods_of(model))
         s = _Searches(spec, st, ids)
         todo = [k for k in s.all() if not s.done(k)]
         if todo:
