@@ -146,14 +146,18 @@ class Store:
         return written, len(rows) - written
 
     def delete(self, experiment: str, model: str, epsilon: float | None, norm: str, method: str,
-               statuses: Iterable[str] | None = None) -> int:
-        """Remove one method's outcomes at ``epsilon`` (None: at every epsilon; only those with the
-        given statuses, if any)."""
+               statuses: Iterable[str] | None = None, samples: Iterable[int] | None = None) -> int:
+        """Remove one method's outcomes at ``epsilon`` (None: at every epsilon), only those with
+        the given statuses and of the given samples, if any."""
         q = "DELETE FROM outcomes WHERE experiment=? AND model=? AND norm=? AND method=?"
         args = [experiment, model, norm, method]
         if epsilon is not None:
             q += " AND epsilon=?"
             args.append(float(epsilon))
+        if samples is not None:
+            samples = [int(i) for i in samples]
+            q += f" AND sample IN ({','.join('?' * len(samples))})"
+            args += samples
         if statuses is not None:
             statuses = list(statuses)
             q += f" AND status IN ({','.join('?' * len(statuses))})"

@@ -69,7 +69,7 @@ class _Bar:
               help="Worker processes of the embedded cluster (default: one per core).")
 @click.option("--scheduler", default=None, help="A running dask scheduler, e.g. tcp://host:8786.")
 @click.option("--rerun", type=click.Choice(["timeouts"]), default=None,
-              help="Run the stored probes of these models that timed out again (the searches go on from there).")
+              help="Run the stored probes of these models and samples that timed out again (the searches go on from there).")
 @click.option("--store", type=click.Path(dir_okay=False), default="results/lpbench.sqlite", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True)
 def table2(models, methods, lp_all, milp_models, samples, quick, tol, eps_max, time_limit, workers,

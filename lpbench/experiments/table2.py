@@ -216,8 +216,8 @@ def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers
                on_start: Callable[[str, int], None] | None = None,
                rerun: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, Report]:
     """Run (or resume) every search of ``spec``; returns (per-model table, per-sample radii, report).
-    ``rerun="timeouts"`` first removes the stored probes of ``spec``'s models that timed out, so
-    the searches run them again (e.g. after a change to the MILP, or with another machine's time)."""
+    ``rerun="timeouts"`` first removes the stored probes of ``spec``'s models and samples that
+    timed out, so the searches run them again (e.g. after a change to the MILP, or with another machine's time)."""
     if rerun not in (None, "timeouts"):
         raise LpbenchError(f"rerun must be 'timeouts' or None, got {rerun!r}")
     from distributed import as_completed
@@ -232,7 +232,7 @@ def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers
     with Store(store) as st:
         st.save_sweep(spec.name, spec.to_json())
         if rerun == "timeouts":
-            report.dropped = sum(st.delete(spec.key(m), model, None, spec.norm, m, ["timeout"])
+            report.dropped = sum(st.delete(spec.key(m), model, None, spec.norm, m, ["timeout"], ids)
                                  for model in spec.models for m in spec.methods_of(model))
         s = _Searches(spec, st, ids)
         todo = [k for k in s.all() if not s.done(k)]
