@@ -25,38 +25,16 @@ def test_a_domain_bound_holds_for_any_multipliers_on_sampled_points(seed):
     """Random splits of the unstable neurons, random alpha in [0, 1] and beta >= 0: the bound is
     below f_y - f_j at every sampled input of the box whose pre-activations take the split sides."""
     rng = np.random.default_rng(seed)
-    net = random_relu_net(rng, [4, 6, 5, 3], f"bab{seed}")
-    x = rng.uniform(0.2, 0.8, 4)
-    label = int(np.argmax(net.logits64(x[None])[0]))
-    from lpbench.problem import Perturbation
-    pset = Perturbation(0.3)
-    pre, _ = tightened_bounds(net, x, label, pset, "interval")
-    wb = dense_relu(net)
-    acts = net.activation_indices
-    n_dom = 64
-    lo = [torch.as_tensor(np.ravel(pre[i][0]), dtype=torch.float64).repeat(n_dom, 1) for i in acts]
-    hi = [torch.as_tensor(np.ravel(pre[i][1]), dtype=torch.float64).repeat(n_dom, 1) for i in acts]
-    split = []
-    for l, u in zip(lo, hi):
-        s = torch.as_tensor(rng.choice([-1.0, 0.0, 1.0], size=l.shape)) * ((l < 0) & (u > 0))
-        l[s > 0], u[s < 0] = 0.0, 0.0
-        split.append(s)
-    target = torch.as_tensor(rng.choice([j for j in range(3) if j != label], size=n_dom))
-    alpha = [torch.as_tensor(rng.uniform(0, 1, size=t.shape)) for t in lo]
-    beta = [torch.as_tensor(rng.exponential(1.0, size=t.shape)) for t in lo]
-    dom = _Domains(target, lo, hi, split, alpha, beta)
+    net, x, label, pset, dom = _split_domains(rng, f"bab{seed}", 0.3, 64, (-1.0, 0.0, 1.0))
+    target, split, n_dom = dom.target, dom.split, len(dom)
+    dom.alpha = [torch.as_tensor(rng.uniform(0, 1, size=t.shape)) for t in dom.lo]
+    dom.beta = [torch.as_tensor(rng.exponential(1.0, size=t.shape)) for t in dom.lo]
     spec = torch.zeros(n_dom, 3, dtype=torch.float64)
     spec[:, label] = 1.0
     spec[torch.arange(n_dom), target] = -1.0
-    xl, xu = (t.reshape(-1) for t in pset.enclosing_box(torch.as_tensor(x)))
-    bound, _, _ = _backward(wb, dom, spec, (xl, xu), alpha, beta)
-    pts = rng.uniform(xl.numpy(), xu.numpy(), size=(20000, 4))
-    z, h = [], torch.as_tensor(pts)
-    for k, (w, b) in enumerate(wb):
-        h = h @ w.T + b
-        if k < len(wb) - 1:
-            z.append(h)
-            h = h.clamp(min=0)
+    box = tuple(t.reshape(-1) for t in pset.enclosing_box(torch.as_tensor(x)))
+    bound, _, _ = _backward(dense_relu(net), dom, spec, box, dom.alpha, dom.beta)
+    pts, z, h = _sampled(net, box, rng, 20000)
     margins = (h[:, label][None] - h[:, target].T)  # (domains, points)
     checked = 0
     for d in range(n_dom):
@@ -78,33 +56,47 @@ def test_the_exact_lp_of_a_domain_with_nothing_left_to_split():
     assert seen["closed"] and seen["point"], seen
 
 
-def _leaf_checks(seed: int, seen: dict) -> None:
-    rng = np.random.default_rng(seed)
-    net = random_relu_net(rng, [4, 6, 5, 3], f"leaf{seed}")
+def _split_domains(rng, name: str, eps: float, n_dom: int, sides: tuple[float, ...]):
+    """A random 4-6-5-3 network, a point, the set of radius ``eps``, and ``n_dom`` domains on its
+    interval bounds with each unstable neuron split to a side drawn from ``sides`` (0: unsplit)
+    and a random target; alpha and beta 0."""
+    from lpbench.problem import Perturbation
+    net = random_relu_net(rng, [4, 6, 5, 3], name)
     x = rng.uniform(0.2, 0.8, 4)
     label = int(np.argmax(net.logits64(x[None])[0]))
-    from lpbench.problem import Perturbation
-    pset = Perturbation(0.4)
+    pset = Perturbation(eps)
     pre, _ = tightened_bounds(net, x, label, pset, "interval")
-    wb = dense_relu(net)
-    n_dom = 24
     lo = [torch.as_tensor(np.ravel(pre[i][0]), dtype=torch.float64).repeat(n_dom, 1) for i in net.activation_indices]
     hi = [torch.as_tensor(np.ravel(pre[i][1]), dtype=torch.float64).repeat(n_dom, 1) for i in net.activation_indices]
     split = []
     for l, u in zip(lo, hi):
-        s = torch.as_tensor(rng.choice([-1.0, 1.0], size=l.shape)) * ((l < 0) & (u > 0))
+        s = torch.as_tensor(rng.choice(sides, size=l.shape)) * ((l < 0) & (u > 0))
         l[s > 0], u[s < 0] = 0.0, 0.0
         split.append(s)
     target = torch.as_tensor(rng.choice([j for j in range(3) if j != label], size=n_dom))
-    dom = _Domains(target, lo, hi, split, [torch.zeros_like(t) for t in lo], [torch.zeros_like(t) for t in lo])
-    box = tuple(t.reshape(-1) for t in pset.enclosing_box(torch.as_tensor(x)))
-    pts = rng.uniform(box[0].numpy(), box[1].numpy(), size=(40000, 4))
+    return net, x, label, pset, _Domains(target, lo, hi, split, [torch.zeros_like(t) for t in lo],
+                                         [torch.zeros_like(t) for t in lo])
+
+
+def _sampled(net, box, rng, n: int):
+    """``n`` uniform points of the box, their pre-activations per hidden layer, and their logits."""
+    pts = rng.uniform(box[0].numpy(), box[1].numpy(), size=(n, box[0].numel()))
     h, z = torch.as_tensor(pts), []
+    wb = dense_relu(net)
     for k, (w, b) in enumerate(wb):
         h = h @ w.T + b
         if k < len(wb) - 1:
             z.append(h)
             h = h.clamp(min=0)
+    return pts, z, h
+
+
+def _leaf_checks(seed: int, seen: dict) -> None:
+    rng = np.random.default_rng(seed)
+    net, x, label, pset, dom = _split_domains(rng, f"leaf{seed}", 0.4, 24, (-1.0, 1.0))
+    wb, target, split, n_dom = dense_relu(net), dom.target, dom.split, len(dom)
+    box = tuple(t.reshape(-1) for t in pset.enclosing_box(torch.as_tensor(x)))
+    pts, z, h = _sampled(net, box, rng, 40000)
     for d in range(n_dom):
         inside = torch.ones(len(pts), dtype=torch.bool)
         for zi, s in zip(z, split):
