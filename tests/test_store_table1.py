@@ -80,3 +80,17 @@ def test_lp_greedy_reproduces_the_paper_on_a_full_row():
     outs = lpbench.verify(net, data.images, data.labels, lpbench.Perturbation(0.02), ["lp-greedy"], batch_size=1000)
     upper = 100 * sum(o.status is not Status.VERIFIED for o in outs) / len(outs)
     assert abs(upper - 35.11) <= 0.1
+
+
+def test_sample_specs():
+    """N is the first N, A:B a range, I,J,... those ids (a single id needs A:A+1), random:N a
+    fixed sorted subset; anything else is refused with a message."""
+    from lpbench.errors import LpbenchError
+    from lpbench.experiments.api import sample_ids
+    assert sample_ids("3", 10).tolist() == [0, 1, 2] and sample_ids("4:6", 10).tolist() == [4, 5]
+    assert sample_ids("8491,1759", 10000).tolist() == [8491, 1759]
+    r = sample_ids("random:5", 100)
+    assert len(r) == 5 and r.tolist() == sorted(r.tolist()) == sample_ids("random:5:0", 100).tolist()
+    for bad in ("1,x", "9,10", "a:b", "many", "0"):
+        with pytest.raises(LpbenchError):
+            sample_ids(bad, 10)

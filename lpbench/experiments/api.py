@@ -20,9 +20,14 @@ DEFAULT_STORE = Path("results") / "lpbench.sqlite"
 
 def sample_ids(spec: int | str | Sequence[int] | None, n_total: int) -> np.ndarray:
     """Sample indices from ``None`` (all), ``N`` (the first N), ``"A:B"``, ``"random:N[:SEED]"``
-    (a fixed random subset of N, sorted; seed 0 by default) or explicit ids."""
+    (a fixed random subset of N, sorted; seed 0 by default), ``"I,J,..."`` or explicit ids."""
     if spec is None:
         return np.arange(n_total)
+    if isinstance(spec, str) and "," in spec:
+        try:
+            spec = [int(t) for t in spec.split(",") if t.strip()]
+        except ValueError:
+            raise LpbenchError(f"sample ids must look like I,J,..., got {spec!r}") from None
     if isinstance(spec, str):
         spec = spec.strip()
         if spec.startswith("random:"):
@@ -39,7 +44,7 @@ def sample_ids(spec: int | str | Sequence[int] | None, n_total: int) -> np.ndarr
         try:
             spec = int(spec)
         except ValueError:
-            raise LpbenchError(f"samples must be N or A:B, got {spec!r}") from None
+            raise LpbenchError(f"samples must be N, A:B or I,J,..., got {spec!r}") from None
     if isinstance(spec, (int, np.integer)):
         if not 0 < spec <= n_total:
             raise LpbenchError(f"sample count {spec} must be between 1 and {n_total}")

@@ -60,7 +60,8 @@ class _Bar:
                                       "the paper's Table 2 needs, every model, or none.")
 @click.option("--milp-models", default="MLP-2-100", show_default=True,
               help="Models or families that get the exact MILP distortion ('none' for no MILP).")
-@click.option("--samples", default=None, help="MNIST test ids, e.g. 0:10 (default: the manifest's ten).")
+@click.option("--samples", default=None,
+              help="MNIST test ids: N (the first N), A:B or I,J,... (default: the manifest's ten).")
 @click.option("--quick", is_flag=True, help="MLP-2-100 models, the first 3 of the ten samples, MILP 10 s per probe.")
 @click.option("--tol", type=float, default=1e-4, show_default=True, help="Bisection tolerance (absolute epsilon).")
 @click.option("--eps-max", type=float, default=0.5, show_default=True, help="Upper end of the searches.")
