@@ -411,6 +411,9 @@ def bab_search(net: Network, x: np.ndarray, label: int, targets: list[int], pset
             done = layer < 0
             for d in torch.nonzero(done).flatten().tolist():
                 j = int(live.target[d])
+                if now() > deadline:  # out of time: the domain stays open
+                    stuck.add(j)
+                    continue
                 verdict, value = _leaf(wb, live, d, label, box)
                 if verdict == "closed":
                     least[j] = min(least.get(j, value), value)
