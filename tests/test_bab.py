@@ -12,7 +12,7 @@ import torch
 
 from helpers import random_relu_net
 from lpbench.attacks.pgd import recheck
-from lpbench.milp import tightened_bounds, verify_sample
+from lpbench.milp import tightened_bounds
 from lpbench.milp.bab import _backward, _Domains, _leaf, bab_search, dense_relu
 from lpbench.network import Network
 from test_milp import _brute_force, _net, _sample

@@ -202,7 +202,7 @@ def test_joint_milp_equals_the_smallest_brute_force_margin(seed):
     per-target optima, on HiGHS and CBC."""
     from dataclasses import replace as dc_replace
 
-    from lpbench.milp.verify import joint_milp
+    from lpbench.milp.joint import joint_milp
     net = _net(seed)
     x, label, pset = _sample(net, seed)
     pset = Perturbation(pset.eps * 2)  # a larger ball: more unstable neurons, negative margins too

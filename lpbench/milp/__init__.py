@@ -4,6 +4,7 @@
   unstable ReLU, with bounds from a named tightening procedure;
 * :mod:`lpbench.milp.verify` -- HOW a sample is decided: per-target MILPs, early stop on the sign,
   safe dual bounds, re-checked counterexamples;
+* :mod:`lpbench.milp.joint` -- one MILP for several targets of a sample (``targets="joint"``);
 * :mod:`lpbench.milp.methods` -- the registered method ``milp``;
 * :mod:`lpbench.milp.distortion` -- the minimum l_inf adversarial distortion (closest adversarial
   example) as a bracket from one MILP per target.

@@ -6,8 +6,8 @@ relaxation (the triangle relaxation over the same bounds) is solved first: a pos
 certified from its duals verifies the target without branching (most targets, once the bounds
 are tight). Otherwise the MILP runs, and stops as soon as its sign is known (HiGHS: dual bound
 above the tolerance, or an incumbent below its negative). With ``targets="joint"`` the targets
-the LP leaves open share one MILP (:func:`joint_milp`) instead. A target whose MILP is still open
-after ``QUICK_S`` seconds gets bounds conditioned on its counterexample region (the LP bounds of
+the LP leaves open share one MILP (:mod:`lpbench.milp.joint`) instead. A target whose MILP is
+still open after ``QUICK_S`` seconds gets bounds conditioned on its counterexample region (the LP bounds of
 every unstable neuron with the row f_y - f_j <= 0 added, :mod:`lpbench.milp.conditional`) and is
 tried again, by a certified LP and a new MILP; if that MILP is open after another ``QUICK_S``
 seconds, a branch and bound on ReLU splits with conditioned bounds at every node
@@ -59,7 +59,6 @@ import time
 from dataclasses import dataclass, replace
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from lpbench.attacks.pgd import recheck
@@ -67,6 +66,7 @@ from lpbench.milp.bab import bab_search, dense_relu, root_bounds
 from lpbench.milp.conditional import conditional_bounds
 from lpbench.milp.formulation import DEFAULT_TIGHTENING, MILP, milp, tightened_bounds
 from lpbench.milp.implications import SampleImplications
+from lpbench.milp.joint import joint_milp, margin_box
 from lpbench.milp.split import split_search
 from lpbench.network import Network, apply_layer
 from lpbench.problem import Perturbation, Status
@@ -208,7 +208,7 @@ def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, b
                                             math.nan, "lp relaxation", 0, lp.time_s))
             else:
                 open_.append((j, lp.certified_bound))
-        box = _margin_box(session, model, label, open_) if targets == "joint" and len(open_) > 1 else None
+        box = margin_box(session, model, label, open_) if targets == "joint" and len(open_) > 1 else None
     if box is not None:
         rec, cex = _joint(net, x64, label, pset, model, box, backend, time_limit - (now() - t0), clock)
         results += rec
@@ -370,48 +370,6 @@ def _excludes_x(net: Network, x64: np.ndarray, pre) -> str | None:
                 return (f"layer {i}, neuron {k}: x gives {z[k]:.6g}, bounds [{lo[k]:.6g}, {hi[k]:.6g}] "
                         f"({bad.size} neuron(s) outside)")
     return None
-
-
-def _margin_box(session, model: MILP, label: int, open_: list[tuple[int, float]]
-                ) -> list[tuple[int, float, float]] | None:
-    """(target, certified lower, certified upper bound) of each open margin over the LP
-    relaxation, or None if an LP did not give one (the joint MILP then is not built)."""
-    box = []
-    for j, lo in open_:
-        c, c0 = model.margin(label, j)
-        up = session.minimize(-c, -c0)
-        if not (math.isfinite(lo) and up.status is LPStatus.OPTIMAL and math.isfinite(up.certified_bound)):
-            return None
-        box.append((j, lo, -up.certified_bound))
-    return box
-
-
-def joint_milp(model: MILP, label: int, box: list[tuple[int, float, float]]) -> tuple[LinearProgram, np.ndarray]:
-    """One MILP for several targets: ``min t`` with a binary ``s_j`` per target, ``sum s = 1``
-    and ``t >= m_j(v) - M_j (1 - s_j)``, ``M_j = U_j - L`` (``box`` holds each target's sound
-    lower and upper bound of its margin m_j; ``L`` the smallest lower bound, ``t >= L``): for
-    s_j = 1 the other rows are slack, so the optimum is min_j min_v m_j(v) exactly. Returns the
-    program and its objective (the column of t, the last one)."""
-    lp, k = model.rel.lp, len(box)
-    n = lp.n_vars
-    floor = min(lo for _, lo, _ in box)
-    floor -= 1e-6 * (1.0 + abs(floor))  # rows stay valid whatever the rounding of the bounds
-    cs = [model.margin(label, j) for j, _, _ in box]
-    big = np.array([up - floor + 1e-6 * (1.0 + abs(up)) for _, _, up in box])
-    # rows: t - c_j.v - M_j s_j >= c0_j - M_j ; sum_j s_j = 1
-    c_rows = sp.csr_matrix(np.vstack([c for c, _ in cs]))
-    a = sp.vstack([sp.hstack([lp.a, sp.csr_matrix((lp.n_rows, k + 1))]),
-                   sp.hstack([-c_rows, sp.diags(-big), sp.csr_matrix(np.ones((k, 1)))]),
-                   sp.hstack([sp.csr_matrix((1, n)), sp.csr_matrix(np.ones((1, k))), sp.csr_matrix((1, 1))])]).tocsr()
-    c0s = np.array([c0 for _, c0 in cs])
-    full = LinearProgram(a, np.concatenate([lp.row_lo, c0s - big, [1.0]]),
-                         np.concatenate([lp.row_hi, np.full(k, np.inf), [1.0]]),
-                         np.concatenate([lp.var_lo, np.zeros(k), [floor]]),
-                         np.concatenate([lp.var_hi, np.ones(k), [max(up for _, _, up in box) + 1e-6]]),
-                         np.concatenate([lp.integrality, np.ones(k, bool), [False]]))
-    obj = np.zeros(n + k + 1)
-    obj[-1] = 1.0
-    return full, obj
 
 
 def _joint(net, x64, label, pset, model: MILP, box: list[tuple[int, float, float]], backend: Backend,
