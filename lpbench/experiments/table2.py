@@ -18,8 +18,8 @@ r(LP-GREEDY)), r(PGD)]; these three gallop up from the lower end (each probe at 
 times the largest certified epsilon so far) until a probe fails, then bisect. The MILP's search is
 exact (:mod:`lpbench.radius`): a probe that timed out is open, not failed, and the search goes on
 below the lowest open probe and then above the highest, so a probe falsified there still lowers
-its upper end (at most ``MAX_OPEN`` open probes). Tolerance ``tol`` (absolute). Per model: the mean radius of each method
-(x 1e-3, as in the paper), and per certifier the median over the samples of the percentage gap
+its upper end (at most ``MAX_OPEN`` open probes). Tolerance ``tol`` (absolute). Per model: the
+mean radius of each method (x 1e-3, as in the paper), and per certifier the median over the samples of the percentage gap
 100 (r_PGD - r) / r_PGD with a distribution-free 95% interval for the median (order statistics
 of the binomial(n, 1/2)).
 """
@@ -217,7 +217,7 @@ def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers
                rerun: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, Report]:
     """Run (or resume) every search of ``spec``; returns (per-model table, per-sample radii, report).
     ``rerun="timeouts"`` first removes the stored probes of ``spec``'s models and samples that
-    timed out, so the searches run them again (e.g. after a change to the MILP, or with another machine's time)."""
+    timed out, so the searches run them again (e.g. after a change to the MILP)."""
     if rerun not in (None, "timeouts"):
         raise LpbenchError(f"rerun must be 'timeouts' or None, got {rerun!r}")
     from distributed import as_completed
