@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from lpbench.attacks.pgd import recheck
@@ -50,6 +51,8 @@ from lpbench.bounds.backward import ABS_SLACK, REL_SLACK
 from lpbench.lp.drivers import PreBounds
 from lpbench.network import Act, Dense, Flatten, Network
 from lpbench.problem import Perturbation
+from lpbench.solvers import get_backend
+from lpbench.solvers.base import LinearProgram, LPStatus
 
 if TYPE_CHECKING:
     from lpbench.milp.implications import Implications, SampleImplications
@@ -306,11 +309,6 @@ def _leaf(wb, dom: _Domains, d: int, label: int, box) -> tuple[str, float | np.n
     holds for the exact map. Returns ("closed", bound > 0), ("empty", None) (proved infeasible,
     :meth:`lpbench.solvers.base.Backend.proves_infeasible`), ("point", the LP's minimiser, for the
     caller to re-check) or ("open", None): a tie at 0, or an LP not solved."""
-    import scipy.sparse as sp
-
-    from lpbench.solvers import get_backend
-    from lpbench.solvers.base import LinearProgram, LPStatus
-
     xl, xu = (t.numpy() for t in box)
     reach = np.maximum(np.abs(xl), np.abs(xu))
     w, b = (t.numpy() for t in wb[0])
