@@ -164,7 +164,7 @@ def search(net, image: np.ndarray, label: int, method: str, *, kind: str | None 
     if not (0 <= lo <= hi) or math.isnan(hi) or not tol > 0:
         raise LpbenchError(f"radius search needs 0 <= lo <= hi and tol > 0, got lo={lo}, hi={hi}, tol={tol}")
     img = np.asarray(image, np.float32)[None]
-    probes: dict[float, bool] = dict(known or {})
+    probes: dict[float, bool | str] = dict(known or {})
     log: list[tuple[float, Outcome]] = []
     hi_cert = math.inf if kind == "attack" else hi
 

@@ -192,7 +192,7 @@ class _Searches:
                 return Bracket(s[0], s[1], "attack")
             return bracket(probes, s[0], math.inf, "attack")
         if 0.0 in probes and not probes[0.0]:  # misclassified at x (or failing at epsilon 0)
-            return Bracket(0.0, 0.0, "certify")
+            return Bracket(0.0, 0.0, self.kind(method))
         return bracket(probes, *s, self.kind(method))
 
     def done(self, key: tuple[str, str, int]) -> bool:
