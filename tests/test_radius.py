@@ -78,6 +78,25 @@ def test_exact_bracket_goes_on_around_open_probes() -> None:
     assert success("exact", Status.ERROR) is None
 
 
+def test_exact_search_probes_under_the_attacked_end_first() -> None:
+    """With ``top`` the exact search's first probe is ``hi - tol``: verified there it is done in
+    one probe; falsified, ``hi`` drops to it and it bisects (no walk down by ``tol``); open, it
+    bisects below it."""
+    tol = 1e-3
+    b = bracket({}, 0.01, 0.05, "exact")
+    assert b.next_probe(tol, top=True) == pytest.approx(0.049) and b.next_probe(tol) == pytest.approx(0.03)
+    assert bracket({0.049: True}, 0.01, 0.05, "exact").done(tol)
+    b = bracket({0.049: False}, 0.01, 0.05, "exact")
+    assert b.hi_probed and b.next_probe(tol, top=True) == pytest.approx(0.0295)
+    b = bracket({0.049: OPEN}, 0.01, 0.05, "exact")
+    assert b.open == (0.049,) and b.next_probe(tol, top=True) == pytest.approx(0.0295)
+    # an initial hi the search has not falsified, with a verified lo and an open probe below hi - tol
+    b = bracket({0.02: True, 0.03: OPEN}, 0.01, 0.05, "exact")
+    assert not b.hi_probed and b.next_probe(tol, top=True) == pytest.approx(0.049)
+    # certify and attack searches ignore it
+    assert bracket({}, 0.01, 0.05, "certify").next_probe(tol, top=True) == pytest.approx(0.03)
+
+
 def _oracle(threshold: float, window: float):
     """A complete method by hand: verified below ``threshold - window``, falsified from
     ``threshold + window`` on, timeout between (where a real MILP runs out of time)."""
@@ -111,6 +130,14 @@ def test_exact_search_brackets_past_its_timeouts(threshold: float, window: float
         opens = sorted(e for e, s in states.items() if s is Status.TIMEOUT and ex.lo < e < ex.hi)
         if len(opens) < MAX_OPEN:
             assert ex.hi >= threshold + window and ex.hi - (opens[-1] if opens else ex.lo) <= tol
+        # probing under the upper end first ends in the same bracket, one probe dearer at most
+        # (here the upper end is far from the threshold); with the threshold just under it, one probe
+        top = search(net, x, y, name, kind="exact", lo=0.0, hi=0.5, tol=tol, grow=1.25, top=True)
+        assert (top.lo, top.hi) == pytest.approx((ex.lo, ex.hi), abs=tol)
+        assert top.probes[0][0] == pytest.approx(0.5 - tol) and len(top.probes) <= len(ex.probes) + 1
+        if window == 0:
+            near = search(net, x, y, name, kind="exact", lo=0.0, hi=threshold + 0.5 * tol, tol=tol, top=True)
+            assert [o.status for _, o in near.probes] == [Status.VERIFIED] and near.hi - near.lo <= tol * (1 + 1e-9)
         ce = search(net, x, y, name, kind="certify", lo=0.0, hi=0.5, tol=tol, grow=1.25)
         assert ce.radius == pytest.approx(ex.radius, abs=tol)
         if window > 0:
@@ -310,7 +337,10 @@ def test_milp_upper_end_is_a_counterexample_never_a_timeout(tmp_path, milp_probe
         for m, ps in probes.items():
             for eps, status in ps.items():
                 st.add(spec.key(m), "NOR-MLP-2-100", eps, "linf", [Outcome(m, 6139, 0, Status(status))])
-        per = t2.radii(spec, t2._Searches(spec, st, np.array([6139])))
+        searches = t2._Searches(spec, st, np.array([6139]))
+        per = t2.radii(spec, searches)
+    # the MILP's search (upper end PGD's radius) probes under it first; the certifiers' do not
+    assert searches.top(("NOR-MLP-2-100", "milp", 6139)) and not searches.top(("NOR-MLP-2-100", "lp-all", 6139))
     mi = per[per.method == "milp"].iloc[0]
     assert per.finished.all() and mi.radius == 0.025
     assert mi.upper == upper and bool(mi.exact) is exact

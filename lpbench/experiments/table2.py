@@ -16,9 +16,10 @@ Brackets: PGD on [0, eps_max]; IBP, CROWN, LP-GREEDY and registered user methods
 of the paper, and no sound bound exceeds an attacked radius); the MILP on [r(LP-ALL) (or
 r(LP-GREEDY)), r(PGD)]; these three gallop up from the lower end (each probe at most ``GROW``
 times the largest certified epsilon so far) until a probe fails, then bisect. The MILP's search is
-exact (:mod:`lpbench.radius`): a probe that timed out is open, not failed, and the search goes on
-below the lowest open probe and then above the highest, so a probe falsified there still lowers
-its upper end (at most ``MAX_OPEN`` open probes). Tolerance ``tol`` (absolute). Per model: the
+exact (:mod:`lpbench.radius`): its first probe is ``r(PGD) - tol`` (verified there, the
+distortion is PGD's radius, to the tolerance), a probe that timed out is open, not failed, and
+the search goes on below the lowest open probe and then above the highest, so a probe falsified
+there still lowers its upper end (at most ``MAX_OPEN`` open probes). Tolerance ``tol`` (absolute). Per model: the
 mean radius of each method (x 1e-3, as in the paper), and per certifier the median over the samples of the percentage gap
 100 (r_PGD - r) / r_PGD with a distribution-free 95% interval for the median (order statistics
 of the binomial(n, 1/2)).
@@ -177,6 +178,15 @@ class _Searches:
         lo, hi = ends[0].radius, ends[1].radius
         return min(lo, hi), (hi if math.isfinite(hi) else self.spec.eps_max)
 
+    def top(self, key: tuple[str, str, int]) -> bool:
+        """Whether the exact search of ``key`` probes just under its upper end first: the MILP,
+        whose upper end is PGD's radius (not ``eps_max`` for want of one)."""
+        model, method, sample = key
+        if self.kind(method) != "exact":
+            return False
+        pgd = self.bracket(model, "pgd", sample)
+        return pgd is not None and pgd.done(self.spec.tol) and math.isfinite(pgd.radius)
+
     def kind(self, method: str) -> str:
         return "attack" if method == "pgd" else "exact" if method == "milp" else "certify"
 
@@ -256,7 +266,7 @@ def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers
                         fut = client.submit(tasks.radius, model, "mnist", sample, int(labels[sample]), method,
                                             s.kind(method), lo, hi, spec.tol, spec.norm,
                                             dict(s.probes.get(k, {})), opts, shipped(method),
-                                            GROW if method in STARTS else None, 1, pure=False,
+                                            GROW if method in STARTS else None, 1, s.top(k), pure=False,
                                             priority=_priority(spec, model, method))
                         running[fut.key] = k
                         done.add(fut)
