@@ -31,6 +31,13 @@ re-checked adversarial example. Both are found by bisection on a bracket ``[lo, 
   PGD's radius; a falsified MILP probe there took 1.7 s (ADV), 0.8 s (LPD) and 26 s (NOR) at
   the median, against up to 8 open probes of a full limit each on the NOR model.
 
+An exact search also passes per-target verdicts down: a target whose margin a probe bounded
+above 0 (its outcome's ``margin_lower``) is proved at every smaller epsilon too, since the
+perturbation sets around one ``x`` are nested, so a probe below it gives the method those targets
+and bounds as its option ``proved`` (the MILP's, :mod:`lpbench.milp.methods`) and the method
+spends its time limit on the others. A probe that timed out near the distortion after proving
+the easy targets leaves the next probe below it the whole limit for the hard one.
+
 The search stops when ``hi - lo <= tol`` (exact: or when both gaps around the open probes are
 within ``tol``, or :data:`MAX_OPEN` probes are open). Probes are kept as ``{eps: success}`` so that a search
 can be replayed from stored outcomes (see :mod:`lpbench.experiments.table2`) and resumed.
@@ -40,7 +47,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -151,6 +158,26 @@ def success(kind: str, status: Status | str) -> bool | str | None:
     return status is (Status.VERIFIED if kind == "certify" else Status.FALSIFIED)
 
 
+def proved_targets(margin_lower: Sequence[float | None] | None, label: int) -> dict[int, float]:
+    """{target: bound} for the targets whose margin lower bound (``margin_lower``, an outcome's,
+    None or NaN where there is none) is above 0."""
+    if margin_lower is None:
+        return {}
+    return {j: float(b) for j, b in enumerate(margin_lower)
+            if j != label and b is not None and math.isfinite(b) and b > 0}
+
+
+def carried(proved: Mapping[float, Mapping[int, float]], eps: float) -> dict[int, float]:
+    """The targets proved at some epsilon >= ``eps`` (``proved``: epsilon -> {target: bound}),
+    each with its largest bound (every one of them holds at ``eps``)."""
+    out: dict[int, float] = {}
+    for e, targets in proved.items():
+        if e >= eps:
+            for j, b in targets.items():
+                out[j] = max(out.get(j, b), b)
+    return out
+
+
 @dataclass(frozen=True)
 class Radius:
     """A finished (or budget-stopped) search: ``lo <= radius <= hi``; ``probes`` the new probes as
@@ -168,13 +195,16 @@ class Radius:
 def search(net, image: np.ndarray, label: int, method: str, *, kind: str | None = None,
            lo: float = 0.0, hi: float = 0.5, tol: float = TOL, norm: str = "linf",
            known: Mapping[float, bool] | None = None, options: Mapping[str, Any] | None = None,
-           device: str = "cpu", max_probes: int = 64, grow: float | None = None, top: bool = False) -> Radius:
+           device: str = "cpu", max_probes: int = 64, grow: float | None = None, top: bool = False,
+           proved: Mapping[float, Mapping[int, float]] | None = None) -> Radius:
     """Bisect one sample's radius for one registered method in this process.
 
     ``kind`` defaults to "attack" for attack methods (PGD) and "certify" otherwise ("exact" for
     a complete method whose falsified probes carry counterexamples, module doc). ``known``:
     probes already run (eps -> :func:`success`), e.g. read back from the store, to resume from.
-    ``grow`` and ``top``: see :meth:`Bracket.next_probe`. A sample
+    ``grow`` and ``top``: see :meth:`Bracket.next_probe`. ``proved`` (exact): targets proved at
+    earlier probes (epsilon -> {target: bound}, :func:`proved_targets`), passed down (module doc)
+    with those of this search's own probes. A sample
     misclassified at x gets one probe at epsilon 0 (falsified) and radius 0. An ``error`` or
     ``timeout`` at a probe counts as not verified / not attacked (exact: as open), so the radius
     stays sound."""
@@ -187,9 +217,16 @@ def search(net, image: np.ndarray, label: int, method: str, *, kind: str | None 
     probes: dict[float, bool | str] = dict(known or {})
     log: list[tuple[float, Outcome]] = []
     hi_cert = math.inf if kind == "attack" else hi
+    proved = {float(e): dict(t) for e, t in (proved or {}).items()}
 
     def probe(eps: float) -> Bracket:
-        o = _run(net, img, label, method, eps, norm, options, device)
+        opts = dict(options or {})
+        carry = carried(proved, eps) if kind == "exact" else {}
+        if carry:
+            opts[method] = {**opts.get(method, {}), "proved": {0: carry}}
+        o = _run(net, img, label, method, eps, norm, opts, device)
+        if kind == "exact" and proved_targets(o.margin_lower, label):
+            proved[float(eps)] = proved_targets(o.margin_lower, label)
         ok = success(kind, o.status)  # here an error counts as a failed probe (exact: an open one)
         probes[float(eps)] = (OPEN if ok is None else ok) if kind == "exact" else bool(ok)
         log.append((float(eps), o))

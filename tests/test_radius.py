@@ -24,7 +24,7 @@ from lpbench.methods import verify
 from lpbench.milp.distortion import min_distortion
 from lpbench.network import Network
 from lpbench.problem import Outcome, Perturbation, Status
-from lpbench.radius import MAX_OPEN, OPEN, Bracket, bracket, search, success
+from lpbench.radius import MAX_OPEN, OPEN, Bracket, bracket, carried, proved_targets, search, success
 from lpbench.solvers import get_backend
 
 CERTIFIERS = ("ibp", "crown", "lp-greedy", "lp-last", "lp-all", "milp")
@@ -172,6 +172,59 @@ def test_radii_bracket_the_exact_distortion(seed: int) -> None:
     # the MILP's bisection meets the exact distortion to the tolerance
     assert radii["milp"] >= exact.lower - tol - 1e-9
     assert radii["ibp"] <= radii["lp-all"] + tol and radii["lp-greedy"] <= radii["lp-all"] + tol
+
+
+def test_proved_targets_by_hand() -> None:
+    assert proved_targets([None, 0.5, -0.1, float("nan"), 1e-9], 0) == {1: 0.5, 4: 1e-9}
+    assert proved_targets(None, 0) == {} and proved_targets([0.3, 0.2], 0) == {1: 0.2}
+    proved = {0.05: {1: 0.1, 2: 0.3}, 0.03: {1: 0.4}, 0.01: {3: 1.0}}
+    assert carried(proved, 0.03) == {1: 0.4, 2: 0.3} and carried(proved, 0.05) == {1: 0.1, 2: 0.3}
+    assert carried(proved, 0.06) == {}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_exact_search_carries_proved_targets_down(seed: int) -> None:
+    """Targets the MILP proved at 0.9 d (d the exact distortion) go to every probe at or below
+    0.9 d with their bounds and are not solved again, as do those of the search's own probes to
+    the probes below them, and no other target is skipped; the radius is the one found without
+    them. The carried bounds hold at sampled points of the
+    larger ball, hence of every smaller one."""
+    net = _net(seed)
+    x, y = _correct_point(net, seed)
+    d = min_distortion(net, x.astype(np.float64), y, get_backend("highs"), eps_max=0.5, time_limit=30).lower
+    opts = {"milp": {"time_limit": 30.0, "cheap": False}}
+    (big,) = verify(net, x[None], [y], Perturbation(0.9 * d), ["milp"], options=opts)
+    assert big.status is Status.VERIFIED
+    proved = proved_targets(big.margin_lower, y)
+    assert sorted(proved) == [j for j in range(net.n_classes) if j != y]
+    pts = np.clip(x + np.random.default_rng(seed).uniform(-0.9 * d, 0.9 * d, size=(4000, 4)), 0, 1)
+    logits = net.logits64(pts.astype(np.float64))
+    for j, b in proved.items():
+        assert (logits[:, y] - logits[:, j] >= b - 1e-9).all()
+    tol = 1e-3 * d
+    plain = search(net, x, y, "milp", kind="exact", lo=0.0, hi=0.5, tol=tol, options=opts)
+    carry = search(net, x, y, "milp", kind="exact", lo=0.0, hi=0.5, tol=tol, options=opts,
+                   proved={0.9 * d: proved})
+    assert carry.radius == pytest.approx(plain.radius, abs=tol) and d - tol <= carry.radius <= d
+    assert any(e <= 0.9 * d for e, _ in carry.probes), "no probe at or below 0.9 d"
+    so_far = {0.9 * d: proved}
+    for e, o in carry.probes:
+        expect = carried(so_far, e)
+        if e <= 0.9 * d:
+            assert o.status is Status.VERIFIED and set(expect) == set(proved)
+        if "targets" in o.stats:  # (not a probe PGD decided)
+            solvers = {t["target"]: t["solver"] for t in o.stats["targets"]}
+            assert {j for j, s in solvers.items() if s == "proved at a larger epsilon"} == set(expect), (e, solvers)
+            assert all(o.margin_lower[j] >= b for j, b in expect.items())
+        so_far[e] = proved_targets(o.margin_lower, y)  # the search's own probes carry down too
+
+
+def test_milp_refuses_a_bad_proved_option() -> None:
+    net = _net(0)
+    x, y = _correct_point(net, 0)
+    for bad in ({0: {1: -0.1}}, {0: {1: float("nan")}}, {0: [1]}, {"a": {1: 0.1}}, {0: {"x": 0.1}}, [0]):
+        with pytest.raises(ValueError, match="milp proved"):
+            verify(net, x[None], [y], Perturbation(0.01), ["milp"], options={"milp": {"proved": bad}})
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -346,6 +399,23 @@ def test_milp_upper_end_is_a_counterexample_never_a_timeout(tmp_path, milp_probe
     assert mi.upper == upper and bool(mi.exact) is exact
     table = t2.summarize(spec, per)
     assert table.milp_upper_mean_e3.iloc[0] == pytest.approx(1e3 * upper) and table.violations.iloc[0] == 0
+
+
+def test_table2_reads_the_proved_targets_back(tmp_path) -> None:
+    """The MILP's stored margin lower bounds above 0 are read back per probe as proved targets
+    (passed down the search); a certifier's are not."""
+    from lpbench.store import Store
+    spec = t2.Table2Spec(("NOR-MLP-2-100",), ("pgd", "lp-greedy", "lp-all", "milp"), ("NOR-MLP-2-100",),
+                         ("NOR-MLP-2-100",), (6139,), 0.5, 0.01, "linf", {}, "hand")
+    timed_out = np.full(10, -np.inf)
+    timed_out[[3, 7]], timed_out[0] = (0.2, 1e-6), np.nan
+    with Store(tmp_path / "s.sqlite") as st:
+        st.add(spec.key("milp"), "NOR-MLP-2-100", 0.03, "linf", [Outcome("milp", 6139, 0, Status.TIMEOUT, timed_out)])
+        st.add(spec.key("milp"), "NOR-MLP-2-100", 0.04, "linf", [Outcome("milp", 6139, 0, Status.TIMEOUT)])
+        st.add(spec.key("lp-all"), "NOR-MLP-2-100", 0.02, "linf",
+               [Outcome("lp-all", 6139, 0, Status.VERIFIED, np.full(10, 0.5))])
+        s = t2._Searches(spec, st, np.array([6139]))
+    assert s.proved == {("NOR-MLP-2-100", "milp", 6139): {0.03: {3: 0.2, 7: 1e-6}}}
 
 
 def test_lp_all_projection_of_a_model_without_it(table2_run) -> None:

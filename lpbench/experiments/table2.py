@@ -39,7 +39,7 @@ import pandas as pd
 from scipy import stats
 
 from lpbench.errors import LpbenchError
-from lpbench.radius import TOL, Bracket, bracket, success
+from lpbench.radius import TOL, Bracket, bracket, proved_targets, success
 from lpbench.store import Store
 
 FAMILIES = ("MLP-2-100", "MLP-9-100", "CNN-SMALL", "CNN-WIDE-1", "CNN-WIDE-2", "CNN-WIDE-4",
@@ -156,9 +156,12 @@ class _Searches:
     def __init__(self, spec: Table2Spec, st: Store, ids: np.ndarray) -> None:
         self.spec, self.st, self.ids = spec, st, ids
         self.probes: dict[tuple[str, str, int], dict[float, bool]] = {}
+        #: exact searches: epsilon -> {target: margin bound > 0} of each probe that proved targets
+        self.proved: dict[tuple[str, str, int], dict[float, dict[int, float]]] = {}
         probes = spec.outcomes(st)
         for m in dict.fromkeys(spec.methods):
-            self.record_all(m, [((r.model, m, int(r.sample)), float(r.epsilon), r.status)
+            self.record_all(m, [((r.model, m, int(r.sample)), float(r.epsilon), r.status,
+                                 json.loads(r.margin_lower) if isinstance(r.margin_lower, str) else None, int(r.label))
                                 for r in probes[probes.method == m].itertuples()])
 
     def all(self) -> list[tuple[str, str, int]]:
@@ -210,15 +213,18 @@ class _Searches:
         return b is not None and b.done(self.spec.tol)
 
     def record(self, key: tuple[str, str, int], probes: list) -> None:
-        self.record_all(key[1], [(key, eps, o.status) for eps, o in probes])
+        self.record_all(key[1], [(key, eps, o.status, o.margin_lower, o.label) for eps, o in probes])
 
     def record_all(self, method: str, rows) -> None:
-        """Probes as (key, epsilon, status); an error decides nothing, so its search stays open
-        (and is run again) instead of reading as a failed probe."""
-        for key, eps, status in rows:
+        """Probes as (key, epsilon, status, margin lower bounds, label); an error decides nothing,
+        so its search stays open (and is run again) instead of reading as a failed probe."""
+        for key, eps, status, lower, label in rows:
             ok = success(self.kind(method), status)
             if ok is not None:
                 self.probes.setdefault(key, {})[float(eps)] = ok
+            proved = proved_targets(lower, label) if self.kind(method) == "exact" else {}
+            if proved:
+                self.proved.setdefault(key, {})[float(eps)] = proved
 
 
 def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers: int | None = None,
@@ -266,7 +272,8 @@ def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers
                         fut = client.submit(tasks.radius, model, "mnist", sample, int(labels[sample]), method,
                                             s.kind(method), lo, hi, spec.tol, spec.norm,
                                             dict(s.probes.get(k, {})), opts, shipped(method),
-                                            GROW if method in STARTS else None, 1, s.top(k), pure=False,
+                                            GROW if method in STARTS else None, 1, s.top(k),
+                                            s.proved.get(k), pure=False,
                                             priority=_priority(spec, model, method))
                         running[fut.key] = k
                         done.add(fut)

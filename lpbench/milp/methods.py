@@ -29,7 +29,10 @@ Options (``ctx.options["milp"]``):
 * ``cutoff`` (default true): each target's first MILP prunes every node whose bound reaches a
   small positive cutoff (only the sign of the margin matters; HiGHS only, CBC ignores it);
 * ``cheap`` (default true): before any bound tightening, a sample that IBP, CROWN or LP-GREEDY
-  verifies is verified (their margin bounds are sound, so the exact minimum is positive too).
+  verifies is verified (their margin bounds are sound, so the exact minimum is positive too);
+* ``proved`` (default none): ``{sample id: {target: bound}}``, targets verified for that sample
+  at a larger epsilon with the lower bound of their margin there (> 0); they are verified with it
+  and not solved again (:func:`lpbench.radius.search` passes them down an exact search).
 
 A sample misclassified at x is falsified with x (``decided_by = "clean"``); then PGD (options
 ``ctx.options["pgd"]``) runs on the batch and a re-checked PGD counterexample decides the sample
@@ -63,7 +66,7 @@ from lpbench.solvers import get_backend
 DEFAULTS: dict[str, Any] = {"backend": "highs", "backend_options": {}, "time_limit": 3600.0,
                             "tightening": DEFAULT_TIGHTENING, "lp_backend": "highs", "targets": "each",
                             "conditional": True, "split": True, "bab": True, "implied": True, "cutoff": True,
-                            "cheap": True,
+                            "cheap": True, "proved": {},
                             "clock": "cpu"}
 MILP_BACKENDS = ("highs", "pulp")
 
@@ -87,9 +90,29 @@ def options(ctx: Context) -> dict[str, Any]:
             raise ValueError(f"milp {flag} must be true or false, got {opts[flag]!r}")
     if opts["clock"] not in CLOCKS:
         raise ValueError(f"milp clock must be one of {tuple(CLOCKS)}, got {opts['clock']!r}")
+    opts["proved"] = _proved(opts["proved"])
     if opts["tightening"] not in TIGHTENINGS:
         raise ValueError(f"milp tightening must be one of {TIGHTENINGS}, got {opts['tightening']!r}")
     return opts
+
+
+def _proved(given: Any) -> dict[int, dict[int, float]]:
+    """The ``proved`` option as {sample id: {target: bound}}: integer ids and targets, bounds
+    finite and > 0."""
+    def integer(k: Any) -> bool:
+        return not isinstance(k, bool) and str(k).isdigit()
+
+    if not isinstance(given, dict) or not all(integer(i) and isinstance(t, dict) for i, t in given.items()):
+        raise ValueError(f"milp proved must be a dict of sample id -> {{target: margin bound}}, got {given!r}")
+    out: dict[int, dict[int, float]] = {}
+    for i, targets in given.items():
+        for j, b in targets.items():
+            if not integer(j) or isinstance(b, bool) or not isinstance(b, (int, float)) \
+                    or not (math.isfinite(b) and b > 0):
+                raise ValueError(f"milp proved: sample {i!r}, target {j!r} needs an integer target and a "
+                                 f"bound > 0, got {b!r}")
+            out.setdefault(int(i), {})[int(j)] = float(b)
+    return out
 
 
 def run(net: Network, batch: Batch, pset: Perturbation, ctx: Context) -> list[Outcome]:
@@ -125,7 +148,7 @@ def run(net: Network, batch: Batch, pset: Perturbation, ctx: Context) -> list[Ou
                                   opts["tightening"], lp_backend, targets=opts["targets"],
                                   conditional=opts["conditional"], cutoff=opts["cutoff"],
                                   clock=opts["clock"], split=opts["split"], bab=opts["bab"],
-                                  implied=opts["implied"])
+                                  implied=opts["implied"], proved=opts["proved"].get(int(batch.ids[i])))
                 lo, up = v.margins(net.n_classes)
                 out.append(Outcome("", int(batch.ids[i]), label, v.status, lo, up, v.counterexample,
                                    spent + cheap_s + v.tightening_s + v.solve_s,

@@ -57,6 +57,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, replace
+from typing import Mapping
 
 import numpy as np
 import torch
@@ -158,7 +159,7 @@ def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, b
                   time_limit: float, tightening: str = DEFAULT_TIGHTENING, lp_backend: Backend | None = None,
                   model: MILP | None = None, targets: str = "each", conditional: bool = True,
                   cutoff: bool = True, clock: str = "cpu", split: bool = True, bab: bool = True,
-                  implied: bool = True) -> SampleVerdict:
+                  implied: bool = True, proved: Mapping[int, float] | None = None) -> SampleVerdict:
     """Decide one correctly classified sample by MILP (``model``: a prebuilt MILP to use).
     ``targets``: ``"each"`` (a MILP per target left open by the LP relaxation) or ``"joint"``
     (one MILP over all of them, :func:`_joint`). ``conditional``: a target whose MILP is still
@@ -172,7 +173,10 @@ def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, b
     for the rest of the time. ``bab``: on dense ReLU networks each target (``targets="each"``) first gets ``BAB_S``
     seconds of :func:`lpbench.milp.bab.bab_search` on the sample's bounds, and the conditioned
     bounds get it before their MILP (module doc); with ``implied`` (and ``bab``) a search open after
-    :data:`lpbench.milp.bab.TRIGGER_S` seconds goes on with the sample's implied bounds."""
+    :data:`lpbench.milp.bab.TRIGGER_S` seconds goes on with the sample's implied bounds.
+    ``proved``: targets already verified on a set that holds ``pset``'s (the same ``x`` at a larger
+    epsilon), each with its margin's lower bound there (> 0, valid on the smaller set too): they are
+    verified with that bound and not solved again."""
     if targets not in TARGET_MODES:
         raise ValueError(f"targets must be one of {TARGET_MODES}, got {targets!r}")
     if not (isinstance(time_limit, (int, float)) and math.isfinite(time_limit) and time_limit > 0):
@@ -201,6 +205,10 @@ def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, b
     results, cex, open_ = [], None, []
     with (lp_backend or backend).open(replace(model.rel.lp, integrality=None)) as session:
         for j in order:
+            if j in (proved or {}):
+                results.append(TargetResult(j, Status.VERIFIED, proved[j], proved[j], math.nan,
+                                            "proved at a larger epsilon", 0, 0.0))
+                continue
             c, c0 = model.margin(label, j)
             lp = session.minimize(c, c0)
             if lp.status is LPStatus.OPTIMAL and lp.certified_bound > 0:
