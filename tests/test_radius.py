@@ -12,6 +12,7 @@ import math
 import os
 import subprocess
 import sys
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
@@ -403,7 +404,8 @@ def test_milp_upper_end_is_a_counterexample_never_a_timeout(tmp_path, milp_probe
 
 def test_table2_reads_the_proved_targets_back(tmp_path) -> None:
     """The MILP's stored margin lower bounds above 0 are read back per probe as proved targets
-    (passed down the search); a certifier's are not."""
+    (passed down the search), from every table-2 run in the store (another time limit's too);
+    a certifier's are not, nor another norm's, nor those of experiments that are not table 2."""
     from lpbench.store import Store
     spec = t2.Table2Spec(("NOR-MLP-2-100",), ("pgd", "lp-greedy", "lp-all", "milp"), ("NOR-MLP-2-100",),
                          ("NOR-MLP-2-100",), (6139,), 0.5, 0.01, "linf", {}, "hand")
@@ -414,8 +416,17 @@ def test_table2_reads_the_proved_targets_back(tmp_path) -> None:
         st.add(spec.key("milp"), "NOR-MLP-2-100", 0.04, "linf", [Outcome("milp", 6139, 0, Status.TIMEOUT)])
         st.add(spec.key("lp-all"), "NOR-MLP-2-100", 0.02, "linf",
                [Outcome("lp-all", 6139, 0, Status.VERIFIED, np.full(10, 0.5))])
+        longer = t2.Table2Spec(**{**asdict(spec), "options": {"milp": {"time_limit": 3600.0}}})
+        assert longer.key("milp") != spec.key("milp")
+        other = np.full(10, -1.0)
+        other[[3, 5]], other[0] = (0.5, 0.1), np.nan
+        st.add(longer.key("milp"), "NOR-MLP-2-100", 0.03, "linf", [Outcome("milp", 6139, 0, Status.TIMEOUT, other)])
+        st.add(longer.key("milp"), "NOR-MLP-2-100", 0.03, "l1", [Outcome("milp", 6139, 0, Status.VERIFIED,
+                                                                           np.full(10, 9.0))])
+        st.add("sweep:other", "NOR-MLP-2-100", 0.035, "linf", [Outcome("milp", 6139, 0, Status.VERIFIED,
+                                                                       np.full(10, 9.0))])
         s = t2._Searches(spec, st, np.array([6139]))
-    assert s.proved == {("NOR-MLP-2-100", "milp", 6139): {0.03: {3: 0.2, 7: 1e-6}}}
+    assert s.proved == {("NOR-MLP-2-100", "milp", 6139): {0.03: {3: 0.5, 5: 0.1, 7: 1e-6}}}
 
 
 def test_lp_all_projection_of_a_model_without_it(table2_run) -> None:

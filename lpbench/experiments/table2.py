@@ -160,9 +160,14 @@ class _Searches:
         self.proved: dict[tuple[str, str, int], dict[float, dict[int, float]]] = {}
         probes = spec.outcomes(st)
         for m in dict.fromkeys(spec.methods):
-            self.record_all(m, [((r.model, m, int(r.sample)), float(r.epsilon), r.status,
-                                 json.loads(r.margin_lower) if isinstance(r.margin_lower, str) else None, int(r.label))
+            self.record_all(m, [((r.model, m, int(r.sample)), float(r.epsilon), r.status)
                                 for r in probes[probes.method == m].itertuples()])
+        for m in (m for m in dict.fromkeys(spec.methods) if self.kind(m) == "exact"):
+            # a target's proof at an epsilon is a fact about the network, the sample and the
+            # perturbation set, whatever the options (time limit) of the probe that found it: the
+            # MILP probes of every table-2 run in the store carry down (all index the MNIST test set)
+            for r in st.margins("table2:", m, spec.norm).itertuples():
+                self.prove((r.model, m, int(r.sample)), float(r.epsilon), json.loads(r.margin_lower), int(r.label))
 
     def all(self) -> list[tuple[str, str, int]]:
         return [(model, m, int(i)) for model in self.spec.models for m in self.spec.methods_of(model)
@@ -213,18 +218,29 @@ class _Searches:
         return b is not None and b.done(self.spec.tol)
 
     def record(self, key: tuple[str, str, int], probes: list) -> None:
-        self.record_all(key[1], [(key, eps, o.status, o.margin_lower, o.label) for eps, o in probes])
+        self.record_all(key[1], [(key, eps, o.status) for eps, o in probes])
+        if self.kind(key[1]) == "exact":
+            for eps, o in probes:
+                self.prove(key, eps, o.margin_lower, o.label)
 
     def record_all(self, method: str, rows) -> None:
-        """Probes as (key, epsilon, status, margin lower bounds, label); an error decides nothing,
-        so its search stays open (and is run again) instead of reading as a failed probe."""
-        for key, eps, status, lower, label in rows:
+        """Probes as (key, epsilon, status); an error decides nothing, so its search stays open
+        (and is run again) instead of reading as a failed probe."""
+        for key, eps, status in rows:
             ok = success(self.kind(method), status)
             if ok is not None:
                 self.probes.setdefault(key, {})[float(eps)] = ok
-            proved = proved_targets(lower, label) if self.kind(method) == "exact" else {}
-            if proved:
-                self.proved.setdefault(key, {})[float(eps)] = proved
+
+    def prove(self, key: tuple[str, str, int], eps: float, lower, label: int) -> None:
+        """Keep the targets that margin lower bounds ``lower`` at ``eps`` prove (the largest bound
+        of each, where several probes at ``eps`` proved it)."""
+        got = self.proved.setdefault(key, {}).setdefault(float(eps), {})
+        for j, b in proved_targets(lower, label).items():
+            got[j] = max(got.get(j, b), b)
+        if not got:
+            del self.proved[key][float(eps)]
+            if not self.proved[key]:
+                del self.proved[key]
 
 
 def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers: int | None = None,
