@@ -163,9 +163,7 @@ class _Searches:
             self.record_all(m, [((r.model, m, int(r.sample)), float(r.epsilon), r.status)
                                 for r in probes[probes.method == m].itertuples()])
         for m in (m for m in dict.fromkeys(spec.methods) if self.kind(m) == "exact"):
-            # a target's proof at an epsilon is a fact about the network, the sample and the
-            # perturbation set, whatever the options (time limit) of the probe that found it: the
-            # MILP probes of every table-2 run in the store carry down (all index the MNIST test set)
+            # a proof holds whatever the probe's options (time limit): every table-2 run's count
             for r in st.margins("table2:", m, spec.norm).itertuples():
                 self.prove((r.model, m, int(r.sample)), float(r.epsilon), json.loads(r.margin_lower), int(r.label))
 
@@ -233,7 +231,8 @@ class _Searches:
 
     def prove(self, key: tuple[str, str, int], eps: float, lower, label: int) -> None:
         """Keep the targets that margin lower bounds ``lower`` at ``eps`` prove (the largest bound
-        of each, where several probes at ``eps`` proved it)."""
+        of each, where several probes at ``eps`` proved it). A proof is a fact about the network,
+        the sample (every table-2 run indexes the MNIST test set) and the perturbation set."""
         got = self.proved.setdefault(key, {}).setdefault(float(eps), {})
         for j, b in proved_targets(lower, label).items():
             got[j] = max(got.get(j, b), b)

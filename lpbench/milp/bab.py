@@ -59,11 +59,10 @@ if TYPE_CHECKING:
 
 #: Domains bounded together, gradient steps per batch, and the step size of Adam.
 #: NOR-MLP-B at 0.02 (test images 244, 251, 191): batches of 128 to 1024 domains and 1 to 20 steps
-#: were tried at step size 0.1; 3 steps on 512 domains decided them in the least CPU time (more
-#: domains per second beat tighter bounds per domain). A larger step then made 2 steps enough
-#: (CPU seconds of the whole sample, 3 steps at 0.1 -> 2 at 0.4): NOR-MLP-2-100, image 5845 at
-#: 0.0433, 116 -> 78 (2 at 0.2: 83, 3 at 0.3: 90, 2 at 0.8: 95; 8 at 0.1: 190); image 4432 at
-#: 0.0425, a timeout at 400 -> verified in 318; NOR-MLP-B, image 40 at 0.02, 34 -> 23.
+#: were tried at step size 0.1, and 3 steps on 512 domains took the least CPU time. A larger step
+#: makes 2 enough (sample CPU-s, 3 steps at 0.1 -> 2 at 0.4): NOR-MLP-2-100, image 5845 at 0.0433,
+#: 116 -> 78 (2 at 0.2: 83, 3 at 0.3: 90, 2 at 0.8: 95; 8 at 0.1: 190); image 4432 at 0.0425, a
+#: timeout at 400 -> verified in 318; NOR-MLP-B, image 40 at 0.02, 34 -> 23.
 BATCH, STEPS, LR = 512, 2, 0.4
 #: The most domains x hidden neurons held at once (8 float64 each, five times: ~400 MB); a search
 #: that would hold more stops there, its targets open.
