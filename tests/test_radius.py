@@ -477,6 +477,20 @@ def test_reproduce_table2_command(tmp_path, shared_mirror) -> None:
     bad = _lpbench("reproduce", "table2", "--models", "CNN-HUGE", "--store", str(tmp_path / "s.sqlite"))
     assert bad.returncode == 2 and "unknown model or family 'CNN-HUGE'" in bad.stderr
     assert "Traceback" not in bad.stderr
+    # --replay runs no probe: the CROWN searches (none stored) stay open in the tables it writes
+    replay = tmp_path / "replay"
+    res = _lpbench("reproduce", "table2", "--models", "NOR-MLP-2-100", "--samples", "6139:6140",
+                   "--methods", "pgd,ibp,crown,lp-greedy", "--lp-all", "none", "--milp-models", "none",
+                   "--tol", "1e-3", "--replay", "--store", str(tmp_path / "s.sqlite"), "--out", str(replay))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "1 search(es) still open" in res.stdout
+    per = pd.read_csv(replay / "table2_subset_samples.csv").set_index("method")
+    assert not per.finished["crown"] and per.finished[["pgd", "ibp", "lp-greedy"]].all()
+    assert per.radius["ibp"] == pd.read_csv(out / "table2_subset_samples.csv").set_index("method").radius["ibp"]
+    assert "still open" in (replay / "table2_subset.md").read_text()
+    both = _lpbench("reproduce", "table2", "--models", "NOR-MLP-2-100", "--replay", "--rerun", "timeouts",
+                    "--store", str(tmp_path / "s.sqlite"))
+    assert both.returncode != 0 and "cannot --rerun" in both.stderr and "Traceback" not in both.stderr
 
 
 def test_an_error_decides_no_probe() -> None:

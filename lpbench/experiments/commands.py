@@ -71,10 +71,13 @@ class _Bar:
 @click.option("--scheduler", default=None, help="A running dask scheduler, e.g. tcp://host:8786.")
 @click.option("--rerun", type=click.Choice(["timeouts"]), default=None,
               help="Run the stored probes of these models and samples that timed out again (the searches go on from there).")
+@click.option("--replay", is_flag=True,
+              help="Run no probe: write the tables from the stored probes, open searches with their "
+                   "brackets so far (e.g. while a long run is stopped).")
 @click.option("--store", type=click.Path(dir_okay=False), default="results/lpbench.sqlite", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True)
 def table2(models, methods, lp_all, milp_models, samples, quick, tol, eps_max, time_limit, workers,
-           scheduler, rerun, store, out) -> None:
+           scheduler, rerun, replay, store, out) -> None:
     """Table 2 and Figure 3: certified and attacked minimum l_inf distortion on the ten test
     samples for the experiment-2 MNIST models (bisection searches, resumable, on dask)."""
     from lpbench.experiments import table2 as t2
@@ -84,6 +87,8 @@ def table2(models, methods, lp_all, milp_models, samples, quick, tol, eps_max, t
 
     if not (math.isfinite(time_limit) and time_limit > 0):
         raise LpbenchError(f"--time-limit must be a positive number of seconds, got {time_limit}")
+    if replay and rerun:
+        raise LpbenchError("--replay runs no probe: it cannot --rerun any")
     if quick:
         models, samples = models or "MLP-2-100", samples or "quick"
         time_limit = min(time_limit, 10.0)
@@ -105,7 +110,8 @@ def table2(models, methods, lp_all, milp_models, samples, quick, tol, eps_max, t
     bar = _Bar()
     try:
         table, per_sample, report = t2.run_table2(spec, store, scheduler=scheduler, workers=workers,
-                                                  progress=bar.progress, on_start=bar.start, rerun=rerun)
+                                                  progress=bar.progress, on_start=bar.start, rerun=rerun,
+                                                  replay=replay)
     finally:
         bar.close()
     if rerun:
@@ -118,7 +124,10 @@ def table2(models, methods, lp_all, milp_models, samples, quick, tol, eps_max, t
     prov["samples"] = "MNIST test ids " + ",".join(str(i) for i in (ids or t2._ids(spec)))
     prov["search"] = (f"bisection, tol {tol:g}, eps_max {eps_max:g}, MILP {time_limit:g} s per probe; LP-LAST, "
                       f"LP-ALL and MILP gallop up from their lower end (probes <= {t2.GROW:g}x it) until one fails; "
-                      f"the MILP's search goes on around its timed-out probes (at most {MAX_OPEN} of them)")
+                      f"the MILP's first probe is PGD's radius - tol, its search goes on around its timed-out probes "
+                      f"(at most {MAX_OPEN} of them), and targets a MILP probe proved are not solved again below it")
+    if replay:
+        prov["search"] += f"; replayed from the store with {int((~per_sample.finished).sum())} search(es) still open"
     secs = float(per_sample.time_s.sum())
     prov["compute"] = (f"{secs:.0f} s = {secs / 3600:.2f} CPU-hours summed over every probe on this machine "
                        "(Salman et al. 2019: 22 CPU-years for their whole study)")
@@ -142,7 +151,10 @@ def table2(models, methods, lp_all, milp_models, samples, quick, tol, eps_max, t
     click.echo("written: " + ", ".join(str(p) for p in paths))
     if int(table.violations.sum()):
         raise LpbenchError("soundness violation: a certified radius exceeds an attacked one (column 'violations')")
-    if not bool(table.finished.all()):
+    if replay and not bool(table.finished.all()):
+        click.echo(f"{int((~per_sample.finished).sum())} search(es) still open: their brackets so far are in "
+                   "the tables; run the command without --replay to go on")
+    elif not bool(table.finished.all()):
         raise LpbenchError("some searches did not finish (errors); run the command again to resume them")
 
 

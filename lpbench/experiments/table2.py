@@ -245,10 +245,10 @@ class _Searches:
 def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers: int | None = None,
                progress: Callable[[Report, int], None] | None = None,
                on_start: Callable[[str, int], None] | None = None,
-               rerun: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame, Report]:
+               rerun: str | None = None, replay: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, Report]:
     """Run (or resume) every search of ``spec``; returns (per-model table, per-sample radii, report).
-    ``rerun="timeouts"`` first removes the stored probes of ``spec``'s models and samples that
-    timed out, so the searches run them again (e.g. after a change to the MILP)."""
+    ``rerun="timeouts"`` first removes the stored timed-out probes of ``spec``'s models and
+    samples, so the searches run them again (after a change to the MILP); ``replay`` runs none."""
     if rerun not in (None, "timeouts"):
         raise LpbenchError(f"rerun must be 'timeouts' or None, got {rerun!r}")
     from distributed import as_completed
@@ -266,7 +266,7 @@ def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers
             report.dropped = sum(st.delete(spec.key(m), model, None, spec.norm, m, ["timeout"], ids)
                                  for model in spec.models for m in spec.methods_of(model))
         s = _Searches(spec, st, ids)
-        todo = [k for k in s.all() if not s.done(k)]
+        todo = [] if replay else [k for k in s.all() if not s.done(k)]
         if todo:
             labels = tasks.dataset("mnist").labels
             with _client(scheduler, workers, 10.0) as client:
