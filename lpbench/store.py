@@ -216,12 +216,12 @@ class Store:
         """Creation times of the oldest and newest outcome (UTC, ISO 8601)."""
         return tuple(self._db.execute("SELECT MIN(created), MAX(created) FROM outcomes").fetchone())
 
-    def margins(self, prefix: str, method: str, norm: str) -> pd.DataFrame:
-        """(experiment, model, sample, label, epsilon, margin_lower) of every outcome of ``method``
-        and ``norm`` with margin lower bounds, in the experiments whose key starts with ``prefix``."""
+    def method_rows(self, prefix: str, method: str, norm: str) -> pd.DataFrame:
+        """(experiment, model, sample, label, epsilon, status, margin_lower) of every outcome of
+        ``method`` and ``norm`` in the experiments whose key starts with ``prefix``."""
         return pd.read_sql_query(
-            "SELECT experiment, model, sample, label, epsilon, margin_lower FROM outcomes WHERE "
-            "substr(experiment, 1, ?) = ? AND method = ? AND norm = ? AND margin_lower IS NOT NULL",
+            "SELECT experiment, model, sample, label, epsilon, status, margin_lower FROM outcomes WHERE "
+            "substr(experiment, 1, ?) = ? AND method = ? AND norm = ?",
             self._db, params=(len(prefix), prefix, method, norm))
 
     def frame(self, experiment: str | None = None) -> pd.DataFrame:

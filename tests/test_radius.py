@@ -21,6 +21,7 @@ import pytest
 from helpers import random_relu_net
 from lpbench.errors import LpbenchError
 from lpbench.experiments import table2 as t2
+from lpbench.experiments.projection import lp_all_projections
 from lpbench.methods import verify
 from lpbench.milp.distortion import min_distortion
 from lpbench.network import Network
@@ -372,14 +373,18 @@ def test_table2_export_imported_into_a_fresh_store_replays_the_searches(table2_r
         t2.Table2Spec.from_dict({**json.loads(spec.to_json()), "depth": 3})
 
 
-@pytest.mark.parametrize("milp_probes, upper, exact", [
-    ({0.025: "verified", 0.03: "timeout"}, 0.04, False),  # a timeout bounds nothing: upper is PGD's
-    ({0.025: "verified", 0.032: "timeout", 0.03: "falsified"}, 0.03, True),
+@pytest.mark.parametrize("milp_probes, other, upper, exact", [
+    ({0.025: "verified", 0.03: "timeout"}, {}, 0.04, False),  # a timeout bounds nothing: upper is PGD's
+    ({0.025: "verified", 0.032: "timeout", 0.03: "falsified"}, {}, 0.03, True),
+    # another run's (another time limit's) decided probes count, its timeouts do not
+    ({0.025: "verified", 0.03: "timeout"}, {0.031: "falsified", 0.0305: "timeout"}, 0.031, True),
+    ({0.02: "verified", 0.03: "timeout"}, {0.025: "verified", 0.031: "timeout"}, 0.04, False),
 ])
-def test_milp_upper_end_is_a_counterexample_never_a_timeout(tmp_path, milp_probes, upper, exact) -> None:
+def test_milp_upper_end_is_a_counterexample_never_a_timeout(tmp_path, milp_probes, other, upper, exact) -> None:
     """Hand-made probes (tol 0.01): PGD attacks 0.04 and not 0.035; LP-GREEDY verifies 0.02,
-    LP-ALL 0.022; the MILP verifies 0.025. The MILP's upper end is its smallest falsified probe or
-    else PGD's radius, and ``exact`` means that end is within the tolerance of its radius."""
+    LP-ALL 0.022; the MILP verifies 0.025 (in this run or, ``other``, in a run with another time
+    limit). The MILP's upper end is its smallest falsified probe or else PGD's radius, and
+    ``exact`` means that end is within the tolerance of its radius."""
     from lpbench.problem import Outcome
     from lpbench.store import Store
     spec = t2.Table2Spec(("NOR-MLP-2-100",), ("pgd", "lp-greedy", "lp-all", "milp"), ("NOR-MLP-2-100",),
@@ -387,10 +392,13 @@ def test_milp_upper_end_is_a_counterexample_never_a_timeout(tmp_path, milp_probe
     probes = {"pgd": {0.5: "falsified", 0.04: "falsified", 0.035: "unknown"},
               "lp-greedy": {0.02: "verified", 0.025: "unknown"}, "lp-all": {0.022: "verified", 0.03: "unknown"},
               "milp": milp_probes}
+    longer = t2.Table2Spec(**{**asdict(spec), "options": {"milp": {"time_limit": 3600.0}}})
     with Store(tmp_path / "s.sqlite") as st:
         for m, ps in probes.items():
             for eps, status in ps.items():
                 st.add(spec.key(m), "NOR-MLP-2-100", eps, "linf", [Outcome(m, 6139, 0, Status(status))])
+        for eps, status in other.items():
+            st.add(longer.key("milp"), "NOR-MLP-2-100", eps, "linf", [Outcome("milp", 6139, 0, Status(status))])
         searches = t2._Searches(spec, st, np.array([6139]))
         per = t2.radii(spec, searches)
     # the MILP's search (upper end PGD's radius) probes under it first; the certifiers' do not
@@ -443,7 +451,7 @@ def test_lp_all_projection_of_a_model_without_it(table2_run) -> None:
     spec = dc_replace(spec, lp_models=())
     _, per_sample, rep = t2.run_table2(spec, store, workers=1)
     assert rep.tasks == 0
-    proj = t2.lp_all_projections(spec, per_sample, store)
+    proj = lp_all_projections(spec, per_sample, store)
     assert proj.model.tolist() == ["NOR-MLP-2-100"]
     r = per_sample.set_index("method").radius
     p = proj.iloc[0]
@@ -456,7 +464,7 @@ def test_lp_all_projection_of_a_model_without_it(table2_run) -> None:
         assert p[f"probe_s_{end}"] > 0 and p[f"cpu_h_{end}"] > 0
     with Store(store) as st:
         assert st.measurement(f"table2-projection:NOR-MLP-2-100:6139:{p.eps_low:.8g}:k{K}") is not None
-    assert t2.lp_all_projections(spec, per_sample, store).equals(proj)  # read back, not measured again
+    assert lp_all_projections(spec, per_sample, store).equals(proj)  # read back, not measured again
 
 
 def _lpbench(*args: str) -> subprocess.CompletedProcess:

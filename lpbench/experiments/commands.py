@@ -82,6 +82,7 @@ def table2(models, methods, lp_all, milp_models, samples, quick, tol, eps_max, t
     samples for the experiment-2 MNIST models (bisection searches, resumable, on dask)."""
     from lpbench.experiments import table2 as t2
     from lpbench.experiments.api import sample_ids
+    from lpbench.experiments.projection import lp_all_projections
     from lpbench.report.figure3 import plot_gaps
     from lpbench.report.writers import provenance, write_table
 
@@ -116,7 +117,7 @@ def table2(models, methods, lp_all, milp_models, samples, quick, tol, eps_max, t
         bar.close()
     if rerun:
         click.echo(f"ran again: {report.dropped} stored probe(s) that had timed out")
-    proj = t2.lp_all_projections(spec, per_sample, store)
+    proj = lp_all_projections(spec, per_sample, store)
     if len(proj):
         cols = [f"{c}_{end}" for c in ("eps", "unstable", "probe_s", "cpu_h") for end in ("low", "high")]
         table = table.merge(proj[["model", *cols]].add_prefix("lp-all_proj_").rename(

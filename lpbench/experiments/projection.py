@@ -20,8 +20,15 @@ far higher). On the CNNs the actual cost lies inside the two ends; on the 9-laye
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
+
+from lpbench.store import Store
+
+if TYPE_CHECKING:
+    from lpbench.experiments.table2 import Table2Spec
 
 #: Neurons timed per LP layer.
 K = 6
@@ -61,3 +68,32 @@ def project(low: dict, high: dict, probes: float, samples: int) -> dict:
         row[f"probe_s_{end}"] = m["probe_s"]
         row[f"cpu_h_{end}"] = m["probe_s"] * probes * samples / 3600
     return {**row, "probes_per_search": probes, "samples": samples}
+
+
+def lp_all_projections(spec: Table2Spec, per_sample: pd.DataFrame, store) -> pd.DataFrame:
+    """Projected LP-ALL cost of every model of ``spec`` whose LP-ALL searches were not run
+    (:func:`measure`, :func:`project`), measured once per model and kept in the store; probes per
+    search: the mean of the finished LP-ALL searches, else of the LP-GREEDY ones."""
+    from lpbench.experiments.table2 import GROW
+    skipped = [m for m in spec.models if "lp-all" in spec.methods and m not in spec.lp_models]
+    done = per_sample[per_sample.finished & (per_sample.probes > 0)]
+    ran = done[done.method == "lp-all"]  # none: LP-GREEDY's bisections from 0, which take more probes
+    probes = float((ran if len(ran) else done[done.method == "lp-greedy"]).probes.mean())
+    rows = []
+    with Store(store) as st:
+        for model in skipped:
+            d = per_sample[per_sample.model == model].pivot(index="sample", columns="method", values="radius")
+            r = d.loc[(d.pgd > 0) & (d["lp-greedy"] > 0), "lp-greedy"].sort_values()
+            if r.empty or not d.notna().all().all():
+                continue  # nothing certified yet to start from, or searches unfinished
+            sample, eps = int(r.index[(len(r) - 1) // 2]), float(r.iloc[(len(r) - 1) // 2])
+            ms = []
+            for e in (eps, min(GROW * eps, float(d.pgd[sample]))):  # the two ends of a galloping probe
+                name = f"table2-projection:{model}:{sample}:{e:.8g}:k{K}"
+                m = st.measurement(name)
+                if m is None:
+                    m = measure(model, sample, e)
+                    st.save_measurement(name, m)
+                ms.append(m)
+            rows.append(project(*ms, probes, int((d.pgd > 0).sum())))
+    return pd.DataFrame.from_records(rows)

@@ -19,7 +19,10 @@ times the largest certified epsilon so far) until a probe fails, then bisect. Th
 exact (:mod:`lpbench.radius`): its first probe is ``r(PGD) - tol`` (verified there, the
 distortion is PGD's radius, to the tolerance), a probe that timed out is open, not failed, and
 the search goes on below the lowest open probe and then above the highest, so a probe falsified
-there still lowers its upper end (at most ``MAX_OPEN`` open probes). Tolerance ``tol`` (absolute). Per model: the
+there still lowers its upper end (at most ``MAX_OPEN`` open probes). Its verified and falsified
+probes, and the targets its probes proved, are facts whatever the time limit: those of every
+table-2 run in the store count (:class:`_Searches`), so a longer limit starts from a shorter one's
+bracket. Tolerance ``tol`` (absolute). Per model: the
 mean radius of each method (x 1e-3, as in the paper), and per certifier the median over the samples of the percentage gap
 100 (r_PGD - r) / r_PGD with a distribution-free 95% interval for the median (order statistics
 of the binomial(n, 1/2)).
@@ -39,7 +42,7 @@ import pandas as pd
 from scipy import stats
 
 from lpbench.errors import LpbenchError
-from lpbench.radius import TOL, Bracket, bracket, proved_targets, success
+from lpbench.radius import OPEN, TOL, Bracket, bracket, proved_targets, success
 from lpbench.store import Store
 
 FAMILIES = ("MLP-2-100", "MLP-9-100", "CNN-SMALL", "CNN-WIDE-1", "CNN-WIDE-2", "CNN-WIDE-4",
@@ -163,9 +166,14 @@ class _Searches:
             self.record_all(m, [((r.model, m, int(r.sample)), float(r.epsilon), r.status)
                                 for r in probes[probes.method == m].itertuples()])
         for m in (m for m in dict.fromkeys(spec.methods) if self.kind(m) == "exact"):
-            # a proof holds whatever the probe's options (time limit): every table-2 run's count
-            for r in st.margins("table2:", m, spec.norm).itertuples():
-                self.prove((r.model, m, int(r.sample)), float(r.epsilon), json.loads(r.margin_lower), int(r.label))
+            # a proof or a counterexample holds whatever the probe's options (time limit): the
+            # decided probes and proved targets of every table-2 run in the store count
+            for r in st.method_rows("table2:", m, spec.norm).itertuples():
+                key, eps = (r.model, m, int(r.sample)), float(r.epsilon)
+                if r.status in ("verified", "falsified") and self.probes.get(key, {}).get(eps) in (None, OPEN):
+                    self.probes.setdefault(key, {})[eps] = r.status == "verified"
+                if isinstance(r.margin_lower, str):
+                    self.prove(key, eps, json.loads(r.margin_lower), int(r.label))
 
     def all(self) -> list[tuple[str, str, int]]:
         return [(model, m, int(i)) for model in self.spec.models for m in self.spec.methods_of(model)
@@ -341,15 +349,14 @@ def radii(spec: Table2Spec, s: _Searches) -> pd.DataFrame:
     counterexample (a MILP-falsified probe, or the attacked radius), so the minimum distortion lies
     in (radius, upper]; ``exact`` when that interval is within the tolerance. A probe that timed
     out bounds nothing: ``upper`` never sits on one (nor, for the MILP's exact search, ``hi``)."""
-    times, falsified = {}, {}
+    times = {}
     for m in dict.fromkeys(spec.methods):
         f = s.st.frame(spec.key(m))
         for (model, meth, sample), g in f.groupby(["model", "method", "sample"]):
-            key = (model, meth, int(sample))
-            times[key] = (float(g.time_s.sum()), len(g), int((g.status == "error").sum()),
-                          int((g.status == "timeout").sum()))
-            falsified[key] = float(g.epsilon[g.status == "falsified"].min()) if (g.status == "falsified").any() \
-                else math.inf
+            times[(model, meth, int(sample))] = (float(g.time_s.sum()), len(g), int((g.status == "error").sum()),
+                                                 int((g.status == "timeout").sum()))
+    falsified = {k: min([math.inf, *(e for e, ok in p.items() if ok is False)]) for k, p in s.probes.items()
+                 if s.kind(k[1]) == "exact"}
     rows = []
     for k in s.all():
         b = s.bracket(*k)
@@ -418,33 +425,4 @@ def summarize(spec: Table2Spec, per_sample: pd.DataFrame) -> pd.DataFrame:
         row["violations"] = violations
         row["finished"] = bool(d.finished.all())
         rows.append(row)
-    return pd.DataFrame.from_records(rows)
-
-
-def lp_all_projections(spec: Table2Spec, per_sample: pd.DataFrame, store) -> pd.DataFrame:
-    """Projected LP-ALL cost of every model of ``spec`` whose LP-ALL searches were not run
-    (:mod:`lpbench.experiments.projection`), measured once per model and kept in the store; probes
-    per search: the mean of the finished LP-ALL searches, else of the LP-GREEDY ones."""
-    from lpbench.experiments.projection import K, measure, project
-    skipped = [m for m in spec.models if "lp-all" in spec.methods and m not in spec.lp_models]
-    done = per_sample[per_sample.finished & (per_sample.probes > 0)]
-    ran = done[done.method == "lp-all"]  # none: LP-GREEDY's bisections from 0, which take more probes
-    probes = float((ran if len(ran) else done[done.method == "lp-greedy"]).probes.mean())
-    rows = []
-    with Store(store) as st:
-        for model in skipped:
-            d = per_sample[per_sample.model == model].pivot(index="sample", columns="method", values="radius")
-            r = d.loc[(d.pgd > 0) & (d["lp-greedy"] > 0), "lp-greedy"].sort_values()
-            if r.empty or not d.notna().all().all():
-                continue  # nothing certified yet to start from, or searches unfinished
-            sample, eps = int(r.index[(len(r) - 1) // 2]), float(r.iloc[(len(r) - 1) // 2])
-            ms = []
-            for e in (eps, min(GROW * eps, float(d.pgd[sample]))):
-                name = f"table2-projection:{model}:{sample}:{e:.8g}:k{K}"
-                m = st.measurement(name)
-                if m is None:
-                    m = measure(model, sample, e)
-                    st.save_measurement(name, m)
-                ms.append(m)
-            rows.append(project(*ms, probes, int((d.pgd > 0).sum())))
     return pd.DataFrame.from_records(rows)
