@@ -227,8 +227,9 @@ def search(net, image: np.ndarray, label: int, method: str, *, kind: str | None 
         if carry:
             opts[method] = {**opts.get(method, {}), "proved": {0: carry}}
         o = _run(net, img, label, method, eps, norm, opts, device)
-        if kind == "exact" and proved_targets(o.margin_lower, label):
-            proved[float(eps)] = proved_targets(o.margin_lower, label)
+        found = proved_targets(o.margin_lower, label) if kind == "exact" else {}
+        if found:
+            proved[float(eps)] = found
         ok = success(kind, o.status)  # here an error counts as a failed probe (exact: an open one)
         probes[float(eps)] = (OPEN if ok is None else ok) if kind == "exact" else bool(ok)
         log.append((float(eps), o))

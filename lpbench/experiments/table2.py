@@ -241,13 +241,11 @@ class _Searches:
         """Keep the targets that margin lower bounds ``lower`` at ``eps`` prove (the largest bound
         of each, where several probes at ``eps`` proved it). A proof is a fact about the network,
         the sample (every table-2 run indexes the MNIST test set) and the perturbation set."""
-        got = self.proved.setdefault(key, {}).setdefault(float(eps), {})
-        for j, b in proved_targets(lower, label).items():
-            got[j] = max(got.get(j, b), b)
-        if not got:
-            del self.proved[key][float(eps)]
-            if not self.proved[key]:
-                del self.proved[key]
+        found = proved_targets(lower, label)
+        if found:
+            got = self.proved.setdefault(key, {}).setdefault(float(eps), {})
+            for j, b in found.items():
+                got[j] = max(got.get(j, b), b)
 
 
 def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers: int | None = None,
