@@ -30,6 +30,9 @@ Options (``ctx.options["milp"]``):
   small positive cutoff (only the sign of the margin matters; HiGHS only, CBC ignores it);
 * ``cheap`` (default true): before any bound tightening, a sample that IBP, CROWN or LP-GREEDY
   verifies is verified (their margin bounds are sound, so the exact minimum is positive too);
+* ``targeted`` (default true): before the MILP, a targeted PGD (one attack per class,
+  :mod:`lpbench.attacks.targeted`) on each sample the cheap bounds leave open; a re-checked point
+  falsifies the sample;
 * ``proved`` (default none): ``{sample id: {target: bound}}``, targets verified for that sample
   at a larger epsilon with the lower bound of their margin there (> 0); they are verified with it
   and not solved again (:func:`lpbench.radius.search` passes them down an exact search).
@@ -37,8 +40,9 @@ Options (``ctx.options["milp"]``):
 A sample misclassified at x is falsified with x (``decided_by = "clean"``); then PGD (options
 ``ctx.options["pgd"]``) runs on the batch and a re-checked PGD counterexample decides the sample
 (``"pgd"``); then, with ``cheap``, a sample whose margins IBP, CROWN or LP-GREEDY bound above 0 is
-verified (``decided_by`` names the method; ``margin_lower`` holds its bounds); the others are
-decided by :func:`lpbench.milp.verify.verify_sample` (``"milp"``), so the LP-ALL tightening is
+verified (``decided_by`` names the method; ``margin_lower`` holds its bounds); with ``targeted``, a
+re-checked counterexample of the targeted PGD decides the sample (``"targeted-pgd"``, ``stats``
+name the ``target``); the others are decided by :func:`lpbench.milp.verify.verify_sample` (``"milp"``), so the LP-ALL tightening is
 spent only on samples the cheap bounds leave open.
 The outcome's ``margin_lower`` holds the safe dual bound of each target, ``margin_upper`` the
 incumbents; ``stats`` the tightening, its time, solve time, nodes and per-target records.
@@ -54,6 +58,7 @@ import numpy as np
 import torch
 
 from lpbench.attacks.pgd import PGDConfig, attack
+from lpbench.attacks.targeted import TargetedResult, targeted_attack
 from lpbench.errors import LpbenchError
 from lpbench.lp.drivers import cheap_bounds, verified_by
 from lpbench.methods import Batch, Context, Method, clean_margins, margin_spec, register
@@ -66,7 +71,7 @@ from lpbench.solvers import get_backend
 DEFAULTS: dict[str, Any] = {"backend": "highs", "backend_options": {}, "time_limit": 3600.0,
                             "tightening": DEFAULT_TIGHTENING, "lp_backend": "highs", "targets": "each",
                             "conditional": True, "split": True, "bab": True, "implied": True, "cutoff": True,
-                            "cheap": True, "proved": {},
+                            "cheap": True, "targeted": True, "proved": {},
                             "clock": "cpu"}
 MILP_BACKENDS = ("highs", "pulp")
 
@@ -85,7 +90,7 @@ def options(ctx: Context) -> dict[str, Any]:
         raise ValueError(f"milp backend must be one of {MILP_BACKENDS}, got {opts['backend']!r}")
     if opts["targets"] not in TARGET_MODES:
         raise ValueError(f"milp targets must be one of {TARGET_MODES}, got {opts['targets']!r}")
-    for flag in ("conditional", "split", "bab", "implied", "cutoff", "cheap"):
+    for flag in ("conditional", "split", "bab", "implied", "cutoff", "cheap", "targeted"):
         if not isinstance(opts[flag], bool):
             raise ValueError(f"milp {flag} must be true or false, got {opts[flag]!r}")
     if opts["clock"] not in CLOCKS:
@@ -129,6 +134,8 @@ def run(net: Network, batch: Batch, pset: Perturbation, ctx: Context) -> list[Ou
         pgd, spent = _pgd(net, batch, idx, pset, ctx, clean)
         cheap, cheap_s = _cheap(net, batch, [i for i in idx if i not in pgd and np.nanmin(clean[i]) >= 0],
                                 pset, ctx) if opts["cheap"] else ({}, 0.0)
+        hit = _targeted(net, batch, [i for i in idx if i not in pgd and i not in cheap and np.nanmin(clean[i]) >= 0],
+                        pset, ctx) if opts["targeted"] else {}
         for i in idx:
             label, base = int(batch.labels[i]), {"backend": opts["backend"]}
             if np.nanmin(clean[i]) < 0:
@@ -143,6 +150,11 @@ def run(net: Network, batch: Batch, pset: Perturbation, ctx: Context) -> list[Ou
                 name, lower = cheap[i]
                 out.append(Outcome("", int(batch.ids[i]), label, Status.VERIFIED, lower, None, None,
                                    spent + cheap_s, {"decided_by": name, **base}))
+            elif hit.get(i, (None, 0.0))[0] is not None:
+                found, took = hit[i]
+                out.append(Outcome("", int(batch.ids[i]), label, Status.FALSIFIED, None, found.margins, found.point,
+                                   spent + cheap_s + took, {"decided_by": "targeted-pgd", "target": found.target,
+                                                            **base}))
             else:
                 v = verify_sample(net, batch.images[i], label, pset, backend, float(opts["time_limit"]),
                                   opts["tightening"], lp_backend, targets=opts["targets"],
@@ -151,7 +163,7 @@ def run(net: Network, batch: Batch, pset: Perturbation, ctx: Context) -> list[Ou
                                   implied=opts["implied"], proved=opts["proved"].get(int(batch.ids[i])))
                 lo, up = v.margins(net.n_classes)
                 out.append(Outcome("", int(batch.ids[i]), label, v.status, lo, up, v.counterexample,
-                                   spent + cheap_s + v.tightening_s + v.solve_s,
+                                   spent + cheap_s + hit.get(i, (None, 0.0))[1] + v.tightening_s + v.solve_s,
                                    {"decided_by": "milp", **base, **v.stats()}))
             if ctx.progress is not None:
                 ctx.progress(1)
@@ -171,6 +183,20 @@ def _pgd(net, batch, idx, pset, ctx, clean) -> tuple[dict[int, tuple[np.ndarray,
             if ok:
                 found[i] = (point, marg)
     return found, (time.perf_counter() - t0) / max(1, len(idx))
+
+
+def _targeted(net, batch, todo: list[int], pset, ctx) -> dict[int, tuple[TargetedResult | None, float]]:
+    """Per sample of ``todo``: the targeted PGD's re-checked counterexample of lowest margin (None if it found
+    none) and the seconds the attack took."""
+    out: dict[int, tuple[TargetedResult | None, float]] = {}
+    for i in todo:
+        t0, label = time.perf_counter(), int(batch.labels[i])
+        found = targeted_attack(net, batch.images[i], label, pset, [j for j in range(net.n_classes) if j != label],
+                                device=ctx.device, sample_id=int(batch.ids[i]))
+        hits = [r for r in found if r.found]
+        best = min(hits, key=lambda r: float(np.nanmin(r.margins))) if hits else None
+        out[i] = (best, time.perf_counter() - t0)
+    return out
 
 
 def _cheap(net, batch, todo: list[int], pset, ctx) -> tuple[dict[int, tuple[str, np.ndarray]], float]:
