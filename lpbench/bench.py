@@ -249,8 +249,8 @@ def bench_milp(cases, samples, time_limit, clock, tightenings, target_modes, bac
         if out:
             _write(rows, out, prov, "lpbench bench milp: exact MILP verification",
                    "Per (model, eps, tightening): outcome counts over the first `samples` MNIST test images "
-                   "(clean check and PGD first, then, with `cheap`, IBP/CROWN/LP-GREEDY verification, then the "
-                   "MILP with early stop on the sign; a target whose LP "
+                   "(clean check and PGD first, then, with `cheap`, IBP/CROWN/LP-GREEDY verification, then, with "
+                   "`targeted`, a targeted PGD, then the MILP with early stop on the sign; a target whose LP "
                    "relaxation is certified positive needs no MILP). Solve times (median, p95) are over the "
                    "images the MILP decided, tightening time per image apart, in the `clock`'s seconds (cpu: the "
                    "solving thread's CPU time). One thread.")
