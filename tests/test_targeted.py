@@ -146,3 +146,26 @@ def test_in_the_milp_method_it_changes_no_verdict():
     assert by_attack > 0
     with pytest.raises(ValueError, match="targeted"):
         verify(net, xs[:1], labels[:1], pset, ["milp"], options={"milp": {"targeted": "yes"}})
+
+
+def test_the_milp_takes_the_targets_in_the_order_given():
+    """``order_by`` sets the order the targets are tried in, in the LP pass and in the MILPs
+    after it, and changes no verdict; the samples of a 5-class network include MILP-decided ones."""
+    from lpbench.milp import verify_sample
+    from lpbench.solvers import get_backend
+
+    seen = set()
+    for seed in range(6):
+        rng = np.random.default_rng(seed + 500)
+        net = random_relu_net(rng, [4, 6, 5, 5], f"five{seed}")
+        x = rng.uniform(0.2, 0.8, 4)
+        label = int(net.logits64(x[None])[0].argmax())
+        pset = Perturbation(float(rng.uniform(0.05, 0.3)))
+        rank = {j: float(v) for j, v in enumerate(rng.permutation(5)) if j != label}
+        runs = [verify_sample(net, x, label, pset, get_backend("highs"), 30, order_by=by) for by in (None, rank)]
+        assert runs[0].status is runs[1].status
+        for how in (True, False):  # the LP pass's records, then the MILPs'
+            got = [t.target for t in runs[1].targets if (t.solver_status == "lp relaxation") is how]
+            assert got == sorted(got, key=rank.get)
+        seen |= {t.solver_status == "lp relaxation" for t in runs[1].targets}
+    assert seen == {True, False}

@@ -32,7 +32,8 @@ Options (``ctx.options["milp"]``):
   verifies is verified (their margin bounds are sound, so the exact minimum is positive too);
 * ``targeted`` (default true): before the MILP, a targeted PGD (one attack per class,
   :mod:`lpbench.attacks.targeted`) on each sample the cheap bounds leave open; a re-checked point
-  falsifies the sample;
+  falsifies the sample, and otherwise the MILP takes the targets in the order of the margins the
+  attack reached (the closest first, as a sample ends at its first counterexample);
 * ``proved`` (default none): ``{sample id: {target: bound}}``, targets verified for that sample
   at a larger epsilon with the lower bound of their margin there (> 0); they are verified with it
   and not solved again (:func:`lpbench.radius.search` passes them down an exact search).
@@ -150,8 +151,8 @@ def run(net: Network, batch: Batch, pset: Perturbation, ctx: Context) -> list[Ou
                 name, lower = cheap[i]
                 out.append(Outcome("", int(batch.ids[i]), label, Status.VERIFIED, lower, None, None,
                                    spent + cheap_s, {"decided_by": name, **base}))
-            elif hit.get(i, (None, 0.0))[0] is not None:
-                found, took = hit[i]
+            elif i in hit and hit[i][0] is not None:
+                found, took, _ = hit[i]
                 out.append(Outcome("", int(batch.ids[i]), label, Status.FALSIFIED, None, found.margins, found.point,
                                    spent + cheap_s + took, {"decided_by": "targeted-pgd", "target": found.target,
                                                             **base}))
@@ -160,10 +161,11 @@ def run(net: Network, batch: Batch, pset: Perturbation, ctx: Context) -> list[Ou
                                   opts["tightening"], lp_backend, targets=opts["targets"],
                                   conditional=opts["conditional"], cutoff=opts["cutoff"],
                                   clock=opts["clock"], split=opts["split"], bab=opts["bab"],
-                                  implied=opts["implied"], proved=opts["proved"].get(int(batch.ids[i])))
+                                  implied=opts["implied"], proved=opts["proved"].get(int(batch.ids[i])),
+                                  order_by=hit[i][2] if i in hit else None)
                 lo, up = v.margins(net.n_classes)
                 out.append(Outcome("", int(batch.ids[i]), label, v.status, lo, up, v.counterexample,
-                                   spent + cheap_s + hit.get(i, (None, 0.0))[1] + v.tightening_s + v.solve_s,
+                                   spent + cheap_s + (hit[i][1] if i in hit else 0.0) + v.tightening_s + v.solve_s,
                                    {"decided_by": "milp", **base, **v.stats()}))
             if ctx.progress is not None:
                 ctx.progress(1)
@@ -185,17 +187,19 @@ def _pgd(net, batch, idx, pset, ctx, clean) -> tuple[dict[int, tuple[np.ndarray,
     return found, (time.perf_counter() - t0) / max(1, len(idx))
 
 
-def _targeted(net, batch, todo: list[int], pset, ctx) -> dict[int, tuple[TargetedResult | None, float]]:
-    """Per sample of ``todo``: the targeted PGD's re-checked counterexample of lowest margin (None if it found
-    none) and the seconds the attack took."""
-    out: dict[int, tuple[TargetedResult | None, float]] = {}
+def _targeted(net, batch, todo: list[int], pset, ctx
+              ) -> dict[int, tuple[TargetedResult | None, float, dict[int, float]]]:
+    """Per sample of ``todo``: the targeted PGD's re-checked counterexample of lowest margin (None
+    if it found none), the seconds the attack took, and each target's margin at its best point
+    (the MILP takes the targets in that order)."""
+    out: dict[int, tuple[TargetedResult | None, float, dict[int, float]]] = {}
     for i in todo:
         t0, label = time.perf_counter(), int(batch.labels[i])
         found = targeted_attack(net, batch.images[i], label, pset, [j for j in range(net.n_classes) if j != label],
                                 device=ctx.device, sample_id=int(batch.ids[i]))
         hits = [r for r in found if r.found]
         best = min(hits, key=lambda r: float(np.nanmin(r.margins))) if hits else None
-        out[i] = (best, time.perf_counter() - t0)
+        out[i] = (best, time.perf_counter() - t0, {r.target: float(r.margins[r.target]) for r in found})
     return out
 
 

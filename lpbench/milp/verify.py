@@ -159,7 +159,8 @@ def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, b
                   time_limit: float, tightening: str = DEFAULT_TIGHTENING, lp_backend: Backend | None = None,
                   model: MILP | None = None, targets: str = "each", conditional: bool = True,
                   cutoff: bool = True, clock: str = "cpu", split: bool = True, bab: bool = True,
-                  implied: bool = True, proved: Mapping[int, float] | None = None) -> SampleVerdict:
+                  implied: bool = True, proved: Mapping[int, float] | None = None,
+                  order_by: Mapping[int, float] | None = None) -> SampleVerdict:
     """Decide one correctly classified sample by MILP (``model``: a prebuilt MILP to use).
     ``targets``: ``"each"`` (a MILP per target left open by the LP relaxation) or ``"joint"``
     (one MILP over all of them, :func:`_joint`). ``conditional``: a target whose MILP is still
@@ -176,7 +177,10 @@ def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, b
     :data:`lpbench.milp.bab.TRIGGER_S` seconds goes on with the sample's implied bounds.
     ``proved``: targets already verified on a set that holds ``pset``'s (the same ``x`` at a larger
     epsilon), each with its margin's lower bound there (> 0, valid on the smaller set too): they are
-    verified with that bound and not solved again."""
+    verified with that bound and not solved again. ``order_by``: a value per target, say its
+    margin at an attack's best point: targets are solved in increasing order of it (those without
+    one last), ties and the rest by clean margin. A sample ends at its first counterexample, so
+    the target an attack came closest to goes first."""
     if targets not in TARGET_MODES:
         raise ValueError(f"targets must be one of {TARGET_MODES}, got {targets!r}")
     if not (isinstance(time_limit, (int, float)) and math.isfinite(time_limit) and time_limit > 0):
@@ -199,6 +203,8 @@ def verify_sample(net: Network, x: np.ndarray, label: int, pset: Perturbation, b
                              None, model.tightening, t_s, model.unstable, 0.0)
     logits = net.logits64(x64[None])[0]
     order = [int(j) for j in np.argsort(logits[label] - logits, kind="stable") if j != label]
+    if order_by:
+        order.sort(key=lambda j: order_by.get(j, math.inf))  # stable: ties keep the clean order
     t0 = now()
     tables = (_implications(net, x64, pset, model.pre, time_limit, t0 + time_limit, now) if bab and implied
               else None)
