@@ -69,8 +69,8 @@ def targeted_attack(net: Network, x: np.ndarray, label: int, pset: Perturbation,
     start[::r] = base[::r]  # restart 0 of every target starts at x
     tj = torch.as_tensor(np.repeat(targets, r), device=device)
     best_m = torch.full((rows,), math.inf, device=device)
-    best = start.clone()
     x_adv = pset.project(start, base)
+    best = x_adv.clone()
     for k in range(cfg.steps + 1):
         x_adv = x_adv.detach().requires_grad_(True)
         logits = net.forward(x_adv)

@@ -43,8 +43,8 @@ A sample misclassified at x is falsified with x (``decided_by = "clean"``); then
 (``"pgd"``); then, with ``cheap``, a sample whose margins IBP, CROWN or LP-GREEDY bound above 0 is
 verified (``decided_by`` names the method; ``margin_lower`` holds its bounds); with ``targeted``, a
 re-checked counterexample of the targeted PGD decides the sample (``"targeted-pgd"``, ``stats``
-name the ``target``); the others are decided by :func:`lpbench.milp.verify.verify_sample` (``"milp"``), so the LP-ALL tightening is
-spent only on samples the cheap bounds leave open.
+name the ``target``); the others are decided by :func:`lpbench.milp.verify.verify_sample`
+(``"milp"``), so the LP-ALL tightening is spent only on samples the cheap bounds leave open.
 The outcome's ``margin_lower`` holds the safe dual bound of each target, ``margin_upper`` the
 incumbents; ``stats`` the tightening, its time, solve time, nodes and per-target records.
 """
