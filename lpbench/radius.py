@@ -122,6 +122,19 @@ class Bracket:
             return min(mid, grow * self.lo)
         return mid
 
+    def spare(self, tol: float, pending: Sequence[float]) -> float | None:
+        """Exact: one more probe while the probes at ``pending`` run, for a worker that would
+        otherwise wait: the midpoint of the widest piece of the gap :meth:`next_probe` takes,
+        cut at the pending epsilons inside it; None when done or that piece is within ``tol``.
+        Two idle workers on one search probe its gap at 1/2 and 1/4 (then wherever the first
+        to return leaves the widest piece), where bisection would probe at 1/2 only."""
+        gap = None if self.kind != "exact" else self._gap(tol)
+        if gap is None:
+            return None
+        cuts = [gap[0], *sorted(e for e in pending if gap[0] < e < gap[1]), gap[1]]
+        a, b = max(zip(cuts, cuts[1:]), key=lambda p: p[1] - p[0])
+        return 0.5 * (a + b) if b - a > tol * (1 + 1e-9) else None
+
 
 def bracket(probes: Mapping[float, bool | str], lo: float, hi: float, kind: str) -> Bracket:
     """The bracket implied by ``probes`` (eps -> :func:`success`) inside the initial ``[lo, hi]``.
@@ -201,7 +214,7 @@ def search(net, image: np.ndarray, label: int, method: str, *, kind: str | None 
            lo: float = 0.0, hi: float = 0.5, tol: float = TOL, norm: str = "linf",
            known: Mapping[float, bool] | None = None, options: Mapping[str, Any] | None = None,
            device: str = "cpu", max_probes: int = 64, grow: float | None = None, top: bool = False,
-           proved: Mapping[float, Mapping[int, float]] | None = None) -> Radius:
+           proved: Mapping[float, Mapping[int, float]] | None = None, at: float | None = None) -> Radius:
     """Bisect one sample's radius for one registered method in this process.
 
     ``kind`` defaults to "attack" for attack methods (PGD) and "certify" otherwise ("exact" for
@@ -209,7 +222,8 @@ def search(net, image: np.ndarray, label: int, method: str, *, kind: str | None 
     probes already run (eps -> :func:`success`), e.g. read back from the store, to resume from.
     ``grow`` and ``top``: see :meth:`Bracket.next_probe`. ``proved`` (exact): targets proved at
     earlier probes (epsilon -> {target: bound}, :func:`proved_targets`), passed down (module doc)
-    with those of this search's own probes. A sample
+    with those of this search's own probes. ``at``: probe that epsilon once instead (a driver
+    that runs several probes of one search at a time, :meth:`Bracket.spare`). A sample
     misclassified at x gets one probe at epsilon 0 (falsified) and radius 0. An ``error`` or
     ``timeout`` at a probe counts as not verified / not attacked (exact: as open), so the radius
     stays sound."""
@@ -242,6 +256,9 @@ def search(net, image: np.ndarray, label: int, method: str, *, kind: str | None 
         if 0.0 not in probes:
             probe(0.0)
         return Radius(method, kind, 0.0, 0.0, 0.0, tuple(log), sum(o.time_s for _, o in log))
+    if at is not None:
+        probe(float(at))
+        return Radius(method, kind, math.nan, math.nan, math.nan, tuple(log), sum(o.time_s for _, o in log))
     b = bracket(probes, lo, hi_cert, kind)
     if kind == "attack" and math.isfinite(hi) and hi not in probes:  # the upper end must be attacked
         b = probe(hi)

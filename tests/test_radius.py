@@ -309,6 +309,49 @@ def test_table2_orders_and_resumes(table2_run) -> None:
     assert rep2.tasks == 0 and per_again.radius.tolist() == per_sample.radius.tolist()
 
 
+def test_spare_probe_by_hand() -> None:
+    """An exact search's spare probe halves the widest piece of its gap that the probes in flight
+    leave; the gap is the one bisection takes (below the lowest open probe first)."""
+    b = Bracket(0.0, 1.0, "exact")
+    assert b.spare(0.01, []) == 0.5 and b.spare(0.01, [0.5]) == 0.25
+    assert b.spare(0.01, [0.5, 0.25]) == 0.75 and b.spare(0.01, [0.5, 0.25, 0.75, 2.0, -1.0]) == 0.125
+    assert Bracket(0.0, 1.0, "exact", (0.4,)).spare(0.01, [0.2]) == 0.1
+    assert Bracket(0.0, 1.0, "exact", (0.0, 0.0025)).spare(0.01, []) == pytest.approx(0.50125)
+    assert Bracket(0.0, 0.015, "exact").spare(0.01, [0.0075]) is None  # both pieces within tol
+    assert Bracket(0.0, 0.005, "exact").spare(0.01, []) is None and Bracket(0.0, 1.0, "certify").spare(0.01, []) is None
+
+
+def test_search_probes_at_a_named_epsilon() -> None:
+    net = _net(3)
+    x, y = _correct_point(net, 3)
+    r = search(net, x, y, "milp", kind="exact", lo=0.0, hi=0.5, at=0.123)
+    assert [e for e, _ in r.probes] == [0.123] and r.probes[0][1].status in (Status.VERIFIED, Status.FALSIFIED)
+
+
+def test_table2_two_workers_share_one_exact_search(shared_mirror, tmp_path) -> None:
+    """With two workers and one MILP search, the idle worker probes the search's gap beside the
+    first probe (Bracket.spare): the search ends exact, and its bracket overlaps the one-worker
+    run's; every probe is stored once."""
+    spec = t2.Table2Spec(("NOR-MLP-2-100",), ("pgd", "lp-greedy", "milp"), ("NOR-MLP-2-100",),
+                         ("NOR-MLP-2-100",), (6139,), 0.5, 1e-3, "linf",
+                         {"pgd": {"steps": 50, "restarts": 2}, "milp": {"time_limit": 60.0}}, "spare")
+    runs = {w: t2.run_table2(spec, tmp_path / f"w{w}.sqlite", workers=w) for w in (1, 2)}
+    from lpbench.store import Store
+    rows = {}
+    for w, (_, per, rep) in runs.items():
+        assert rep.tasks == rep.written and rep.open == 0 and per.finished.all()
+        rows[w] = per.set_index("method").loc["milp"]
+        assert bool(rows[w].exact) and rows[w].upper - rows[w].radius <= spec.tol * (1 + 1e-9)
+        with Store(tmp_path / f"w{w}.sqlite") as st:
+            f = st.frame(spec.key("milp"))
+        assert len(f) == len(set(f.epsilon)) == rows[w].probes
+    assert rows[1].radius < rows[2].upper and rows[2].radius < rows[1].upper
+    lo, hi = (runs[2][1].set_index("method").radius[m] for m in ("lp-greedy", "pgd"))
+    with Store(tmp_path / "w2.sqlite") as st:
+        eps = set(st.frame(spec.key("milp")).epsilon)
+    assert {hi - spec.tol, 0.5 * (lo + hi - spec.tol)} <= eps  # the first probe and its spare
+
+
 def test_table2_runs_its_timed_out_probes_again(table2_run) -> None:
     """``rerun="timeouts"`` removes the stored probes that timed out (here one LP-ALL probe marked
     so by hand), and the search runs again from the others to the same radius."""

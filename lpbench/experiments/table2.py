@@ -9,7 +9,9 @@ tolerance where its probes are decided, see :func:`radii`).
 The searches run as a resumable sweep on dask (embedded cluster or any scheduler), one task per
 probe: the driver keeps each (model, method, sample) bracket, submits its next probe, and stores
 the probe's outcome as soon as it returns, so a search is replayed from the store and resumed where
-it stopped, and an interrupted run loses at most the probes in flight (one per worker).
+it stopped, and an interrupted run loses at most the probes in flight (one per worker). Workers
+that no ready search needs probe the exact searches in flight further (:meth:`Bracket.spare`), so
+a run's last slow MILP searches use the whole cluster.
 
 Brackets: PGD on [0, eps_max]; IBP, CROWN, LP-GREEDY and registered user methods on
 [0, eps_max]; LP-LAST and LP-ALL on [r(LP-GREEDY), r(PGD)] (both dominate LP-GREEDY, Section 4
@@ -279,30 +281,41 @@ def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers
                 report.dashboard = _dashboard(client)
                 if on_start is not None:
                     on_start(report.dashboard, len(todo))
-                running, done = {}, as_completed()
+                running, done = {}, as_completed()  # future key -> (search, epsilon or None)
+
+                def submit(k, at: float | None) -> None:
+                    model, method, sample = k
+                    lo, hi = s.start(*k)
+                    opts = {m: v for m, v in spec.options.items() if m in (method, "pgd")}
+                    fut = client.submit(tasks.radius, model, "mnist", sample, int(labels[sample]), method,
+                                        s.kind(method), lo, hi, spec.tol, spec.norm,
+                                        dict(s.probes.get(k, {})), opts, shipped(method),
+                                        GROW if method in STARTS else None, 1, s.top(k),
+                                        s.proved.get(k), at, pure=False,
+                                        priority=_priority(spec, model, method))
+                    running[fut.key] = k, at
+                    done.add(fut)
+                    report.tasks += 1
 
                 def submit_ready() -> None:
-                    busy = set(running.values())
+                    busy = {k for k, _ in running.values()}
                     for k in todo:
-                        start = None if k in busy else s.start(*k)
-                        if start is None:
-                            continue
-                        model, method, sample = k
-                        lo, hi = start
-                        opts = {m: v for m, v in spec.options.items() if m in (method, "pgd")}
-                        fut = client.submit(tasks.radius, model, "mnist", sample, int(labels[sample]), method,
-                                            s.kind(method), lo, hi, spec.tol, spec.norm,
-                                            dict(s.probes.get(k, {})), opts, shipped(method),
-                                            GROW if method in STARTS else None, 1, s.top(k),
-                                            s.proved.get(k), pure=False,
-                                            priority=_priority(spec, model, method))
-                        running[fut.key] = k
-                        done.add(fut)
-                        report.tasks += 1
+                        if k not in busy and s.start(*k) is not None:
+                            exact = s.kind(k[1]) == "exact"  # its epsilon named: more may join it
+                            grow = GROW if k[1] in STARTS else None
+                            submit(k, s.bracket(*k).next_probe(spec.tol, grow, s.top(k)) if exact else None)
+                    # workers left idle: more probes of the exact searches in flight, each in the
+                    # widest piece of the gap that their probes in flight leave (Bracket.spare)
+                    while len(running) < sum(client.nthreads().values()):
+                        spare = [(k, e) for k in todo if (pend := _pending(running, k))
+                                 for e in [s.bracket(*k).spare(spec.tol, pend)] if e is not None]
+                        if not spare:
+                            break
+                        submit(*spare[0])
 
                 submit_ready()
                 for fut in done:
-                    k = running.pop(fut.key)
+                    k, _ = running.pop(fut.key)
                     model, method, sample = k
                     if fut.status == "finished":
                         probes, where = fut.result()
@@ -313,7 +326,9 @@ def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers
                         report.written += st.add(spec.key(method), model, eps, spec.norm, [o], where)
                         report.counts[o.status.value] = report.counts.get(o.status.value, 0) + 1
                     s.record(k, probes)
-                    if s.done(k):
+                    if k not in todo:  # closed (or given up) while this probe ran
+                        pass
+                    elif s.done(k):
                         todo.remove(k)
                         report.searches += 1
                     elif not probes or any(success(s.kind(method), o.status) is None for _, o in probes):
@@ -325,6 +340,10 @@ def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers
         per_sample = radii(spec, s)
     report.wall_s = time.perf_counter() - t0
     return summarize(spec, per_sample), per_sample, report
+
+
+def _pending(running: Mapping[str, tuple], key: tuple[str, str, int]) -> list[float]:
+    return [eps for k, eps in running.values() if k == key and eps is not None]
 
 
 def _priority(spec: Table2Spec, model: str, method: str) -> int:

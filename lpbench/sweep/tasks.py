@@ -120,10 +120,11 @@ def block(model: str, data: str, eps: float, norm: str, method: str, ids: list[i
 def radius(model: str, data: str, sample: int, label: int, method: str, kind: str, lo: float, hi: float,
            tol: float, norm: str, known: dict[float, bool], options: dict[str, Any], plugin=None,
            grow: float | None = None, max_probes: int = 64, top: bool = False,
-           proved: dict[float, dict[int, float]] | None = None) -> tuple[list[tuple[float, Outcome]], dict[str, str]]:
+           proved: dict[float, dict[int, float]] | None = None,
+           at: float | None = None) -> tuple[list[tuple[float, Outcome]], dict[str, str]]:
     """A radius search (:func:`lpbench.radius.search`) of one sample, resumed from ``known``
-    probes (and, exact, the targets they ``proved``), for at most ``max_probes`` probes; returns
-    the new probes as (epsilon, outcome) pairs."""
+    probes (and, exact, the targets they ``proved``), for at most ``max_probes`` probes, or
+    the one probe ``at``; returns the new probes as (epsilon, outcome) pairs."""
     from lpbench.plugins import ensure
     from lpbench.radius import search
     _prepare()
@@ -133,7 +134,7 @@ def radius(model: str, data: str, sample: int, label: int, method: str, kind: st
         raise ValueError(f"sample {sample} of {data} has label {d.labels[sample]}, not {label}")
     r = search(net, d.images[sample], label, method, kind=kind, lo=lo, hi=hi, tol=tol, norm=norm,
                known=known, options=options, grow=grow, max_probes=max_probes, top=top,
-               proved=proved)
+               proved=proved, at=at)
     return [(eps, replace(o, sample=int(sample))) for eps, o in r.probes], worker_info()
 
 
