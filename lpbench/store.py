@@ -217,10 +217,10 @@ class Store:
         return tuple(self._db.execute("SELECT MIN(created), MAX(created) FROM outcomes").fetchone())
 
     def method_rows(self, prefix: str, method: str, norm: str) -> pd.DataFrame:
-        """(experiment, model, sample, label, epsilon, status, margin_lower) of every outcome of
-        ``method`` and ``norm`` in the experiments whose key starts with ``prefix``."""
+        """(experiment, model, sample, label, epsilon, status, margin_lower, time_s) of every outcome
+        of ``method`` and ``norm`` in the experiments whose key starts with ``prefix``."""
         return pd.read_sql_query(
-            "SELECT experiment, model, sample, label, epsilon, status, margin_lower FROM outcomes WHERE "
+            "SELECT experiment, model, sample, label, epsilon, status, margin_lower, time_s FROM outcomes WHERE "
             "substr(experiment, 1, ?) = ? AND method = ? AND norm = ?",
             self._db, params=(len(prefix), prefix, method, norm))
 

@@ -449,6 +449,8 @@ def test_milp_upper_end_is_a_counterexample_never_a_timeout(tmp_path, milp_probe
     mi = per[per.method == "milp"].iloc[0]
     assert per.finished.all() and mi.radius == 0.025
     assert mi.upper == upper and bool(mi.exact) is exact
+    assert (mi.probes, mi.timeouts) == (len(milp_probes) + len(other),  # every run's probes are counted
+                                        [*milp_probes.values(), *other.values()].count("timeout"))
     table = t2.summarize(spec, per)
     assert table.milp_upper_mean_e3.iloc[0] == pytest.approx(1e3 * upper) and table.violations.iloc[0] == 0
 

@@ -27,7 +27,9 @@ TABLE2_NOTES = (
     "r(PGD)] (they dominate LP-GREEDY); the MILP on [r(LP-ALL), r(PGD)]; these three gallop up from the "
     "lower end before bisecting. A MILP probe that timed out is open: the MILP's search goes on below the "
     f"lowest open probe, then above the highest (at most {MAX_OPEN} open probes), so a falsified probe there still "
-    "lowers `milp_upper`. A reported certified radius is "
+    "lowers `milp_upper`. Its decided probes count from every table-2 run in the store (a proof or a "
+    "counterexample holds whatever the time limit), and so its probes, timeouts and seconds are those "
+    "of all those runs for the sample. A reported certified radius is "
     "always an epsilon at which the method verified the sample; bisection assumes verification is "
     "monotone in epsilon (true for IBP and the LPs, assumed for CROWN's adaptive slopes).")
 

@@ -365,10 +365,13 @@ def radii(spec: Table2Spec, s: _Searches) -> pd.DataFrame:
     the search finished. For the MILP also ``upper``: the smallest epsilon with a re-checked
     counterexample (a MILP-falsified probe, or the attacked radius), so the minimum distortion lies
     in (radius, upper]; ``exact`` when that interval is within the tolerance. A probe that timed
-    out bounds nothing: ``upper`` never sits on one (nor, for the MILP's exact search, ``hi``)."""
+    out bounds nothing: ``upper`` never sits on one (nor, for the MILP's exact search, ``hi``).
+    An exact search's probes, timeouts and seconds are those of every table-2 run in the store,
+    whose decided probes it rests on (:class:`_Searches`); the others', ``spec``'s own."""
     times = {}
     for m in dict.fromkeys(spec.methods):
-        f = s.st.frame(spec.key(m))
+        exact = s.kind(m) == "exact"
+        f = s.st.method_rows("table2:", m, spec.norm).assign(method=m) if exact else s.st.frame(spec.key(m))
         for (model, meth, sample), g in f.groupby(["model", "method", "sample"]):
             times[(model, meth, int(sample))] = (float(g.time_s.sum()), len(g), int((g.status == "error").sum()),
                                                  int((g.status == "timeout").sum()))
