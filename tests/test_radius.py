@@ -12,6 +12,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from dataclasses import asdict
 
 import numpy as np
@@ -330,8 +331,9 @@ def test_search_probes_at_a_named_epsilon() -> None:
 
 def test_table2_two_workers_share_one_exact_search(shared_mirror, tmp_path) -> None:
     """With two workers and one MILP search, the idle worker probes the search's gap beside the
-    first probe (Bracket.spare): the search ends exact, and its bracket overlaps the one-worker
-    run's; every probe is stored once."""
+    first probe (Bracket.spare), and a probe the bracket has passed is cancelled: the search ends
+    exact, its bracket overlaps the one-worker run's, and every probe that returned is stored
+    once."""
     spec = t2.Table2Spec(("NOR-MLP-2-100",), ("pgd", "lp-greedy", "milp"), ("NOR-MLP-2-100",),
                          ("NOR-MLP-2-100",), (6139,), 0.5, 1e-3, "linf",
                          {"pgd": {"steps": 50, "restarts": 2}, "milp": {"time_limit": 60.0}}, "spare")
@@ -339,7 +341,8 @@ def test_table2_two_workers_share_one_exact_search(shared_mirror, tmp_path) -> N
     from lpbench.store import Store
     rows = {}
     for w, (_, per, rep) in runs.items():
-        assert rep.tasks == rep.written and rep.open == 0 and per.finished.all()
+        assert rep.tasks == rep.written + rep.cancelled and rep.open == 0 and per.finished.all()
+        assert rep.cancelled == 0 or w == 2
         rows[w] = per.set_index("method").loc["milp"]
         assert bool(rows[w].exact) and rows[w].upper - rows[w].radius <= spec.tol * (1 + 1e-9)
         with Store(tmp_path / f"w{w}.sqlite") as st:
@@ -349,7 +352,28 @@ def test_table2_two_workers_share_one_exact_search(shared_mirror, tmp_path) -> N
     lo, hi = (runs[2][1].set_index("method").radius[m] for m in ("lp-greedy", "pgd"))
     with Store(tmp_path / "w2.sqlite") as st:
         eps = set(st.frame(spec.key("milp")).epsilon)
-    assert {hi - spec.tol, 0.5 * (lo + hi - spec.tol)} <= eps  # the first probe and its spare
+    # the first probe, and its spare beside it: stored, or cancelled once a probe above it verified
+    assert hi - spec.tol in eps and (0.5 * (lo + hi - spec.tol) in eps or runs[2][2].cancelled > 0)
+
+
+def test_table2_cancels_the_probes_its_bracket_has_passed() -> None:
+    """A probe in flight at or outside its search's bracket is cancelled (and its worker
+    restarted), one inside it runs on, another search's is left alone; once the search is done,
+    every probe of it with a named epsilon goes."""
+    from lpbench.sweep.runner import _client
+    key, other = ("M", "milp", 1), ("M", "milp", 2)
+    with _client(None, 1, 10.0) as client:
+        running = {}
+        for k, eps in ((key, 0.1), (key, 0.2), (key, 0.3), (other, 0.1), (key, None)):
+            f = client.submit(time.sleep, 3600, pure=False)
+            running[f.key] = k, eps, f
+        futs = {(k, e): f for k, e, f in running.values()}
+        assert t2._drop_passed(client, running, key, Bracket(0.2, 0.5, "exact"), 0.01) == 2
+        assert futs[key, 0.1].cancelled() and futs[key, 0.2].cancelled()
+        assert sorted((k[2], e) for k, e, _ in running.values() if e) == [(1, 0.3), (2, 0.1)]
+        assert t2._drop_passed(client, running, key, Bracket(0.3, 0.305, "exact"), 0.01) == 1
+        assert [(k[2], e) for k, e, _ in running.values()] == [(2, 0.1), (1, None)]  # the search's own
+        client.cancel([f for *_, f in running.values()])
 
 
 def test_table2_runs_its_timed_out_probes_again(table2_run) -> None:

@@ -480,3 +480,27 @@ def test_workers_keep_their_heap_under_dasks_malloc_setting():
     mapped = {how: int(subprocess.run([sys.executable, "-c", probe, how], env=env, capture_output=True,
                                       text=True, check=True).stdout) for how in ("dask", "keep")}
     assert mapped == {"dask": 1, "keep": 0}
+
+
+def _sleep_in(pidfile: str) -> None:
+    Path(pidfile).write_text(str(os.getpid()))
+    time.sleep(3600)
+
+
+def test_cancel_stops_a_running_task_with_its_worker_process(tmp_path):
+    """``runner.cancel`` restarts the worker of a task that would otherwise run on (a MILP inside
+    the solver ignores a cancelled future): its process is gone, and the next task runs in a new
+    one."""
+    from lpbench.sweep.runner import _client, cancel
+    pidfile = tmp_path / "pid"
+    with _client(None, 1, 10.0) as client:
+        fut = client.submit(_sleep_in, str(pidfile), pure=False)
+        while not (pidfile.exists() and pidfile.read_text()):
+            time.sleep(0.1)
+        pid = int(pidfile.read_text())
+        cancel(client, [fut])
+        assert fut.cancelled()
+        new = client.submit(os.getpid, pure=False).result(timeout=120)
+    assert new != pid
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

@@ -45,7 +45,7 @@ class _Bar:
 
     def progress(self, report, left: int) -> None:
         self.bar.update(self.bar.total - left - self.bar.n)
-        self.bar.set_postfix(probes=report.written)
+        self.bar.set_postfix(probes=report.written, **({"cancelled": report.cancelled} if report.cancelled else {}))
 
     def close(self) -> None:
         if self.bar is not None:

@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from lpbench.errors import LpbenchError
 from lpbench.experiments.table1 import Row, summarize, table1_rows
@@ -133,6 +134,19 @@ def wilson(k: float, n: int, z: float = 1.959963984540054) -> tuple[float, float
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return 100 * max(0.0, centre - half), 100 * min(1.0, centre + half)
+
+
+def median_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """A distribution-free interval for the median: order statistics (x_(k), x_(n+1-k)) with
+    the largest k whose binomial(n, 1/2) coverage is at least ``level``; (nan, nan) when n < 6."""
+    x = np.sort(np.asarray(values, float)[np.isfinite(values)])
+    n = len(x)
+    best = None
+    for k in range(1, n // 2 + 1):
+        cover = stats.binom.cdf(n - k, n, 0.5) - stats.binom.cdf(k - 1, n, 0.5)
+        if cover >= level:
+            best = k
+    return (math.nan, math.nan) if best is None else (float(x[best - 1]), float(x[n - best]))
 
 
 def with_intervals(df: pd.DataFrame, n: int) -> pd.DataFrame:

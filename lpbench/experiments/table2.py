@@ -41,9 +41,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from lpbench.errors import LpbenchError
+from lpbench.experiments.reproduce import median_ci
 from lpbench.radius import OPEN, TOL, Bracket, bracket, proved_targets, success
 from lpbench.store import Store
 
@@ -143,12 +143,13 @@ class Table2Spec:
 class Report:
     """``written`` probes stored, ``dropped`` timed-out probes removed to run again, ``tasks``
     probe tasks run, ``searches`` searches finished, ``open`` searches left open by an error (run
-    again next time)."""
+    again next time), ``cancelled`` probes stopped in flight, their search's bracket past them."""
 
     written: int = 0
     dropped: int = 0
     tasks: int = 0
     searches: int = 0
+    cancelled: int = 0
     open: int = 0
     counts: dict = field(default_factory=dict)
     wall_s: float = 0.0
@@ -281,7 +282,7 @@ def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers
                 report.dashboard = _dashboard(client)
                 if on_start is not None:
                     on_start(report.dashboard, len(todo))
-                running, done = {}, as_completed()  # future key -> (search, epsilon or None)
+                running, done = {}, as_completed()  # future key -> (search, epsilon or None, future)
 
                 def submit(k, at: float | None) -> None:
                     model, method, sample = k
@@ -293,12 +294,12 @@ def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers
                                         GROW if method in STARTS else None, 1, s.top(k),
                                         s.proved.get(k), at, pure=False,
                                         priority=_priority(spec, model, method))
-                    running[fut.key] = k, at
+                    running[fut.key] = k, at, fut
                     done.add(fut)
                     report.tasks += 1
 
                 def submit_ready() -> None:
-                    busy = {k for k, _ in running.values()}
+                    busy = {k for k, *_ in running.values()}
                     for k in todo:
                         if k not in busy and s.start(*k) is not None:
                             exact = s.kind(k[1]) == "exact"  # its epsilon named: more may join it
@@ -315,7 +316,9 @@ def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers
 
                 submit_ready()
                 for fut in done:
-                    k, _ = running.pop(fut.key)
+                    if fut.key not in running:  # cancelled: the bracket had passed it
+                        continue
+                    k, *_ = running.pop(fut.key)
                     model, method, sample = k
                     if fut.status == "finished":
                         probes, where = fut.result()
@@ -326,6 +329,7 @@ def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers
                         report.written += st.add(spec.key(method), model, eps, spec.norm, [o], where)
                         report.counts[o.status.value] = report.counts.get(o.status.value, 0) + 1
                     s.record(k, probes)
+                    report.cancelled += _drop_passed(client, running, k, s.bracket(*k), spec.tol)
                     if k not in todo:  # closed (or given up) while this probe ran
                         pass
                     elif s.done(k):
@@ -343,7 +347,17 @@ def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers
 
 
 def _pending(running: Mapping[str, tuple], key: tuple[str, str, int]) -> list[float]:
-    return [eps for k, eps in running.values() if k == key and eps is not None]
+    return [eps for k, eps, _ in running.values() if k == key and eps is not None]
+
+
+def _drop_passed(client, running: dict, key: tuple[str, str, int], b: Bracket, tol: float) -> int:
+    """Cancel the probes in flight of ``key`` that its bracket ``b`` has passed (at or outside
+    its ends, or all once it is done); returns how many."""
+    passed = [f for f, (k, eps, _) in running.items()
+              if k == key and eps is not None and (b.done(tol) or not b.lo < eps < b.hi)]
+    from lpbench.sweep.runner import cancel
+    cancel(client, [running.pop(f)[2] for f in passed])
+    return len(passed)
 
 
 def _priority(spec: Table2Spec, model: str, method: str) -> int:
@@ -394,19 +408,6 @@ def radii(spec: Table2Spec, s: _Searches) -> pd.DataFrame:
         df["upper"] = up
         df["exact"] = (df.method == "milp") & df.finished & (df.upper - df.radius <= spec.tol * (1 + 1e-9))
     return df
-
-
-def median_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """A distribution-free interval for the median: order statistics (x_(k), x_(n+1-k)) with
-    the largest k whose binomial(n, 1/2) coverage is at least ``level``; (nan, nan) when n < 6."""
-    x = np.sort(np.asarray(values, float)[np.isfinite(values)])
-    n = len(x)
-    best = None
-    for k in range(1, n // 2 + 1):
-        cover = stats.binom.cdf(n - k, n, 0.5) - stats.binom.cdf(k - 1, n, 0.5)
-        if cover >= level:
-            best = k
-    return (math.nan, math.nan) if best is None else (float(x[best - 1]), float(x[n - best]))
 
 
 def summarize(spec: Table2Spec, per_sample: pd.DataFrame) -> pd.DataFrame:

@@ -295,3 +295,15 @@ def _errors(job: _Job, exc: BaseException | None) -> list[Outcome]:
     msg = f"{type(exc).__name__}: {exc}" if exc is not None else "task failed"
     return [Outcome(job.method, i, y, Status.ERROR, None, None, None, 0.0, {"error": msg})
             for i, y in zip(job.ids, job.labels)]
+
+
+def cancel(client, futures) -> None:
+    """Cancel ``futures`` and restart the workers that run them: a task inside compiled code (a
+    MILP in the solver) stops only with its process. A worker without a nanny cannot restart and
+    runs its task to the end; the result is dropped."""
+    if futures:
+        keys = {f.key for f in futures}
+        workers = sorted({w for w, ts in client.processing().items() for t in ts if t in keys})
+        client.cancel(futures)
+        if workers:
+            client.restart_workers(workers, raise_for_error=False)
