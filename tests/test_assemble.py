@@ -123,10 +123,13 @@ def test_table2_takes_each_model_and_method_from_the_first_finished_run(tmp_path
     assert len(table) == len(old) and checks.holds.all() and len(checks) == 10 * len(old)
     assert set(diffs[diffs.method == "milp"].model) == {"NOR-MLP-2-100", "ADV-MLP-2-100", "LPD-MLP-2-100"}
     assert (table.violations == 0).all()
-    # the other order: the older MILP columns
-    table2, *_ = assemble_table2([older, newer])
-    assert table2.set_index("model").loc["NOR-MLP-2-100", "milp_mean_e3"] == pytest.approx(
-        old.loc["NOR-MLP-2-100", "milp_mean_e3"], abs=1e-3)
+    # the other order: the older run's columns, but the MILP's from the run with more samples exact
+    by2 = assemble_table2([older, newer])[0].set_index("model")
+    assert (old.loc["NOR-MLP-2-100", "milp_exact"], new.loc["NOR-MLP-2-100", "milp_exact"]) == ("1/10", "5/10")
+    assert by2.loc["NOR-MLP-2-100", "milp_exact"] == "5/10"
+    assert by2.loc["NOR-MLP-2-100", "milp_mean_e3"] == pytest.approx(new.loc["NOR-MLP-2-100", "milp_mean_e3"], abs=1e-3)
+    assert by2.loc["NOR-MLP-2-100", "pgd_mean_e3"] == pytest.approx(old.loc["NOR-MLP-2-100", "pgd_mean_e3"], abs=1e-3)
+    assert by2.loc["NOR-MLP-2-100", "pgd_mean_e3"] != pytest.approx(new.loc["NOR-MLP-2-100", "pgd_mean_e3"], abs=1e-3)
     out = tmp_path / "t2"
     code, _, err = run_cli(monkeypatch, capsys, "reproduce", "assemble-table2", str(newer), str(older), "--out", str(out))
     assert code == 0, err

@@ -479,6 +479,25 @@ def test_milp_upper_end_is_a_counterexample_never_a_timeout(tmp_path, milp_probe
     assert table.milp_upper_mean_e3.iloc[0] == pytest.approx(1e3 * upper) and table.violations.iloc[0] == 0
 
 
+def test_an_open_milp_search_reports_its_verified_lower_end(tmp_path) -> None:
+    """A MILP search still open reports the largest epsilon it verified so far (a sound lower end),
+    not finished and not exact; an open certifier search reports no radius."""
+    from lpbench.store import Store
+    spec = t2.Table2Spec(("NOR-MLP-2-100",), ("pgd", "ibp", "lp-greedy", "lp-all", "milp"), ("NOR-MLP-2-100",),
+                         ("NOR-MLP-2-100",), (6139,), 0.5, 0.001, "linf", {}, "hand")
+    probes = {"pgd": {0.5: "falsified", 0.04: "falsified", 0.0395: "unknown"}, "ibp": {0.01: "verified"},
+              "lp-greedy": {0.02: "verified", 0.0205: "unknown"}, "lp-all": {0.022: "verified", 0.0225: "unknown"},
+              "milp": {0.025: "verified", 0.0395: "falsified", 0.03: "timeout"}}
+    with Store(tmp_path / "s.sqlite") as st:
+        for m, ps in probes.items():
+            for eps, status in ps.items():
+                st.add(spec.key(m), "NOR-MLP-2-100", eps, "linf", [Outcome(m, 6139, 0, Status(status))])
+        per = t2.radii(spec, t2._Searches(spec, st, np.array([6139]))).set_index("method")
+    assert per.finished.tolist() == [True, False, True, True, False]
+    assert per.radius["milp"] == 0.025 and per.upper["milp"] == 0.0395 and not per.exact["milp"]
+    assert math.isnan(per.radius["ibp"]) and per.lo["ibp"] == 0.01
+
+
 def test_table2_reads_the_proved_targets_back(tmp_path) -> None:
     """The MILP's stored margin lower bounds above 0 are read back per probe as proved targets
     (passed down the search), from every table-2 run in the store (another time limit's too);

@@ -228,7 +228,8 @@ def _read(path: Path) -> tuple[dict, pd.DataFrame]:
 def assemble_table2(paths: Sequence[str | Path]):
     """(table, per-sample radii, spec, sources, differences, checks) from Table 2 CSVs: each
     (model, method) from the first source (in ``paths`` order) whose search of it finished on every
-    sample, else the first that has it; the summary recomputed from the merged radii."""
+    sample, else the first that has it (the MILP: among the sources with the most exact samples);
+    the summary recomputed from the merged radii."""
     from lpbench.experiments.table2 import Table2Spec, summarize
     sources = _read_all(paths, read_source2, "Table 2")
     samples = {s.prov.get("samples") for s in sources}
@@ -240,7 +241,11 @@ def assemble_table2(paths: Sequence[str | Path]):
     for model, method in keys:
         have = [(s, s.radii[(s.radii.model == model) & (s.radii.method == method)]) for s in sources]
         have = [(s, g) for s, g in have if len(g)]
-        s, g = next(((s, g) for s, g in have if g.finished.all()), have[0])
+        pick = have
+        if method == "milp":  # the most samples exact first (a longer time limit's run)
+            most = max(int(g.exact.sum()) for _, g in have)
+            pick = [(s, g) for s, g in have if int(g.exact.sum()) == most]
+        s, g = next(((s, g) for s, g in pick if g.finished.all()), pick[0])
         parts.append(g)
         chosen[(model, method)] = s.path.name
         for s2, g2 in have:

@@ -29,7 +29,9 @@ TABLE2_NOTES = (
     f"lowest open probe, then above the highest (at most {MAX_OPEN} open probes), so a falsified probe there still "
     "lowers `milp_upper`. Its decided probes count from every table-2 run in the store (a proof or a "
     "counterexample holds whatever the time limit), and so its probes, timeouts and seconds are those "
-    "of all those runs for the sample. A reported certified radius is "
+    "of all those runs for the sample; a MILP search still open (`finished` False) reports the lower "
+    "end of its bracket so far, an epsilon it verified (or LP-ALL's radius, before its first probe). "
+    "A reported certified radius is "
     "always an epsilon at which the method verified the sample; bisection assumes verification is "
     "monotone in epsilon (true for IBP and the LPs, assumed for CROWN's adaptive slopes).")
 

@@ -397,7 +397,8 @@ def radii(spec: Table2Spec, s: _Searches) -> pd.DataFrame:
         t, n, errors, timeouts = times.get(k, (0.0, 0, 0, 0))
         finished = b is not None and b.done(spec.tol)
         rows.append({"model": k[0], "method": k[1], "sample": k[2],
-                     "radius": b.radius if finished else math.nan,
+                     # an open exact search's lower end is a verified epsilon too (module doc)
+                     "radius": b.radius if finished or (b and b.kind == "exact") else math.nan,
                      "lo": b.lo if b else math.nan, "hi": b.hi if b else math.nan,
                      "finished": finished, "probes": n, "errors": errors, "timeouts": timeouts, "time_s": t})
     df = pd.DataFrame.from_records(rows)
