@@ -330,12 +330,11 @@ def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers
                         report.counts[o.status.value] = report.counts.get(o.status.value, 0) + 1
                     s.record(k, probes)
                     report.cancelled += _drop_passed(client, running, k, s.bracket(*k), spec.tol)
-                    if k not in todo:  # closed (or given up) while this probe ran
-                        pass
-                    elif s.done(k):
+                    if k in todo and s.done(k):  # (not in todo: closed while this probe ran)
                         todo.remove(k)
                         report.searches += 1
-                    elif not probes or any(success(s.kind(method), o.status) is None for _, o in probes):
+                    elif k in todo and (not probes or any(success(s.kind(method), o.status) is None
+                                                          for _, o in probes)):
                         todo.remove(k)  # an error decides nothing: the search stays open for the next run
                         report.open += 1
                     if progress is not None:
