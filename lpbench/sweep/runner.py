@@ -165,11 +165,14 @@ class _client:
         one = {k: "1" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
         # Ctrl-C reaches the whole process group: the worker processes start with SIGINT ignored
         # (a disposition that survives their exec), so only this process handles it, closing the
-        # cluster, instead of every worker printing its own KeyboardInterrupt traceback
+        # cluster, instead of every worker printing its own KeyboardInterrupt traceback. The
+        # workers log only CRITICAL: a task's failure comes back as its future's exception (an
+        # error outcome), and what they log at ERROR while the cluster closes (a heartbeat to a
+        # scheduler already gone, on a loaded machine) is noise with a traceback
         handler = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                        dashboard_address=":0", silence_logs=logging.ERROR, env=one)
+                                        dashboard_address=":0", silence_logs=logging.CRITICAL, env=one)
         finally:
             signal.signal(signal.SIGINT, handler)
         self.client = Client(self.cluster)
