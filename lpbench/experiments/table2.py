@@ -307,12 +307,13 @@ def run_table2(spec: Table2Spec, store, *, scheduler: str | None = None, workers
                             submit(k, s.bracket(*k).next_probe(spec.tol, grow, s.top(k)) if exact else None)
                     # workers left idle: more probes of the exact searches in flight, each in the
                     # widest piece of the gap that their probes in flight leave (Bracket.spare)
-                    while len(running) < sum(client.nthreads().values()):
-                        spare = [(k, e) for k in todo if (pend := _pending(running, k))
-                                 for e in [s.bracket(*k).spare(spec.tol, pend)] if e is not None]
-                        if not spare:
+                    slots = sum(client.nthreads().values())
+                    while len(running) < slots:
+                        spare = next(((k, e) for k in todo if (pend := _pending(running, k))
+                                      for e in [s.bracket(*k).spare(spec.tol, pend)] if e is not None), None)
+                        if spare is None:
                             break
-                        submit(*spare[0])
+                        submit(*spare)
 
                 submit_ready()
                 for fut in done:
