@@ -17,9 +17,11 @@ re-checked adversarial example. Both are found by bisection on a bracket ``[lo, 
   largest verified epsilon, ``hi`` the smallest falsified one (a re-checked counterexample), and
   the probes in between that timed out (or ended unknown) are *open*: they bound nothing, and the
   search goes on around them, first below the lowest open probe (raising ``lo``), then above the
-  highest (where a falsified probe lowers ``hi``, a verified one raises ``lo``). A certify search
-  reads a timeout as a failure and bisects below it, so its upper end stays at its first timeout
-  or the attacked radius, however far the minimum distortion lies from it.
+  highest (where a falsified probe lowers ``hi``, a verified one raises ``lo``); a spare worker
+  (:meth:`Bracket.spare`) takes the gap above once the probes in flight below leave no piece of
+  theirs wider than the tolerance. A certify search reads a timeout as a failure and bisects
+  below it, so its upper end stays at its first timeout or the attacked radius, however far the
+  minimum distortion lies from it.
 
   With ``top`` (its ``hi`` is an attacked radius), the exact search's first probe is
   ``hi - tol``, just under the attack's counterexample, and it bisects from there: an exact
@@ -92,17 +94,22 @@ class Bracket:
             return self._gap(tol) is None
         return not math.isfinite(self.hi) or self.hi - self.lo <= tol
 
-    def _gap(self, tol: float) -> tuple[float, float] | None:
-        """Exact: the gap to probe next, below the lowest open probe, else above the highest;
-        None when both are within ``tol`` (or ``hi`` is not finite)."""
+    def _gaps(self, tol: float) -> list[tuple[float, float]]:
+        """Exact: the gaps wider than ``tol`` still to probe, in the order the search takes them:
+        below the lowest open probe, then above the highest; none once ``hi`` is not finite or
+        :data:`MAX_OPEN` probes are open."""
         tol = tol * (1 + 1e-9)  # a gap of tol computed as a difference is not left open by rounding
         if not math.isfinite(self.hi) or self.hi - self.lo <= tol or len(self.open) >= MAX_OPEN:
-            return None
-        below = (self.lo, self.open[0] if self.open else self.hi)
-        if below[1] - below[0] > tol:
-            return below
-        above = (self.open[-1], self.hi) if self.open else None
-        return above if above is not None and above[1] - above[0] > tol else None
+            return []
+        gaps = [(self.lo, self.open[0] if self.open else self.hi)]
+        if self.open:
+            gaps.append((self.open[-1], self.hi))
+        return [g for g in gaps if g[1] - g[0] > tol]
+
+    def _gap(self, tol: float) -> tuple[float, float] | None:
+        """Exact: the gap to probe next (the first of :meth:`_gaps`), None when there is none."""
+        gaps = self._gaps(tol)
+        return gaps[0] if gaps else None
 
     def next_probe(self, tol: float, grow: float | None = None, top: bool = False) -> float | None:
         """The midpoint to probe next, or None when the bracket is narrow enough. ``grow``
@@ -125,15 +132,16 @@ class Bracket:
     def spare(self, tol: float, pending: Sequence[float]) -> float | None:
         """Exact: one more probe while the probes at ``pending`` run, for a worker that would
         otherwise wait: the midpoint of the widest piece of the gap :meth:`next_probe` takes,
-        cut at the pending epsilons inside it; None when done or that piece is within ``tol``.
+        cut at the pending epsilons inside it, or where every piece of that gap is within ``tol``,
+        of the gap above the open probes; None when done or no piece is wider than ``tol``.
         Two idle workers on one search probe its gap at 1/2 and 1/4 (then wherever the first
         to return leaves the widest piece), where bisection would probe at 1/2 only."""
-        gap = None if self.kind != "exact" else self._gap(tol)
-        if gap is None:
-            return None
-        cuts = [gap[0], *sorted(e for e in pending if gap[0] < e < gap[1]), gap[1]]
-        a, b = max(zip(cuts, cuts[1:]), key=lambda p: p[1] - p[0])
-        return 0.5 * (a + b) if b - a > tol * (1 + 1e-9) else None
+        for a0, b0 in self._gaps(tol) if self.kind == "exact" else []:
+            cuts = [a0, *sorted(e for e in pending if a0 < e < b0), b0]
+            a, b = max(zip(cuts, cuts[1:]), key=lambda p: p[1] - p[0])
+            if b - a > tol * (1 + 1e-9):
+                return 0.5 * (a + b)
+        return None
 
 
 def bracket(probes: Mapping[float, bool | str], lo: float, hi: float, kind: str) -> Bracket:

@@ -312,7 +312,8 @@ def test_table2_orders_and_resumes(table2_run) -> None:
 
 def test_spare_probe_by_hand() -> None:
     """An exact search's spare probe halves the widest piece of its gap that the probes in flight
-    leave; the gap is the one bisection takes (below the lowest open probe first)."""
+    leave; the gap is the one bisection takes (below the lowest open probe first), else the one
+    above the open probes."""
     b = Bracket(0.0, 1.0, "exact")
     assert b.spare(0.01, []) == 0.5 and b.spare(0.01, [0.5]) == 0.25
     assert b.spare(0.01, [0.5, 0.25]) == 0.75 and b.spare(0.01, [0.5, 0.25, 0.75, 2.0, -1.0]) == 0.125
@@ -320,6 +321,12 @@ def test_spare_probe_by_hand() -> None:
     assert Bracket(0.0, 1.0, "exact", (0.0, 0.0025)).spare(0.01, []) == pytest.approx(0.50125)
     assert Bracket(0.0, 0.015, "exact").spare(0.01, [0.0075]) is None  # both pieces within tol
     assert Bracket(0.0, 0.005, "exact").spare(0.01, []) is None and Bracket(0.0, 1.0, "certify").spare(0.01, []) is None
+    # the gap below the open probes has no piece wider than tol left: the spare goes above them
+    # (NOR-MLP-2-100 image 8491: one probe in (0.051096, 0.051204], the other worker idle)
+    b = Bracket(0.051096, 0.056419, "exact", (0.051204, 0.05468))
+    assert b.next_probe(1e-4) == pytest.approx(0.05115) and b.spare(1e-4, [0.05115]) == pytest.approx(0.0555495)
+    assert b.spare(1e-4, [0.05115, 0.0555495]) == pytest.approx(0.05511475)
+    assert Bracket(0.0, 0.03, "exact", (0.02, 0.025)).spare(0.01, [0.01]) is None  # above: within tol
 
 
 def test_search_probes_at_a_named_epsilon() -> None:
